@@ -1,0 +1,310 @@
+"""Backprop: the one place where ops' local-derivative structures meet a semiring's arithmetic.
+
+One reverse walk over the tape computes, for every requested input element, the
+⊕ over all paths to the output of the ⊗ of the lifted edge weights. Selective
+semirings (max, k-best) also record a backpointer per value entry, from which
+:class:`BackwardResult` reads whole paths forward without any search.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import backend
+from .ops.structures import Elementwise, Linear, RowJacobian, Scatter, Take
+from .semirings.base import Semiring
+from .semirings.real import Real
+from .tape import Node, topological_order
+from .tensor import Tensor
+
+_EDGE_SHIFT = 40  # backpointer = edge_id << 40 | flat index into the consumer's values
+_POS_MASK = (1 << _EDGE_SHIFT) - 1
+
+
+def _check_semiring(semiring: Any) -> Semiring:
+    if semiring is None:
+        return Real()
+    if isinstance(semiring, type) and issubclass(semiring, Semiring):
+        return semiring()
+    if not isinstance(semiring, Semiring):
+        raise TypeError(
+            f"semiring must be a semitorch Semiring instance (e.g. st.semirings.Real()), got {type(semiring).__name__}"
+        )
+    return semiring
+
+
+# ---- applying one structure ---------------------------------------------------------------
+
+
+def _fit(sr: Semiring, a: Any, s: Any, shape: tuple[int, ...], xp: Any) -> tuple[Any, Any]:
+    """⊕-reduce broadcast axes of a (structural part) down to ``shape``; broadcast up if smaller.
+
+    The one place where broadcasting is undone.
+    """
+    nv = len(sr.vshape)
+    nd = a.ndim - nv
+    lead = nd - len(shape)
+    if lead > 0:
+        a, s = sr.reduce(a, s, tuple(range(lead)), False)
+    elif lead < 0:
+        a = a.reshape((1,) * -lead + a.shape)
+        s = None if s is None else s.reshape(a.shape)
+    axes = tuple(i for i, n in enumerate(shape) if n == 1 and a.shape[i] != 1)
+    if axes:
+        a, s = sr.reduce(a, s, axes, True)
+    full = tuple(shape) + a.shape[len(shape):]
+    if a.shape != full:
+        a = xp.broadcast_to(a, full)
+        s = None if s is None else xp.broadcast_to(s, full)
+    return a, s
+
+
+def _swap_last2(a: Any, nd: int) -> Any:
+    axes = list(range(a.ndim))
+    axes[nd - 2], axes[nd - 1] = axes[nd - 1], axes[nd - 2]
+    return a.transpose(axes)
+
+
+def _move(a: Any, src: int, dst: int) -> Any:
+    axes = list(range(a.ndim))
+    axes.insert(dst, axes.pop(src))
+    return a.transpose(axes)
+
+
+def _vshape_tail(sr: Semiring, a: Any) -> tuple[int, ...]:
+    nv = len(sr.vshape)
+    return tuple(a.shape[a.ndim - nv :]) if nv else ()
+
+
+def apply_structure(sr: Semiring, st: Any, a: Any, s: Any, xp: Any) -> tuple[Any, Any]:
+    """The adjoint contribution of one (node, input) pair, from the node's output adjoint ``a``."""
+    v = _vshape_tail(sr, a)
+    if isinstance(st, Elementwise):
+        if st.out_view is not None:
+            a = a.reshape(st.out_view + v)
+            s = None if s is None else s.reshape(a.shape)
+        a, s = sr.edge(a, s, st.d)
+        return _fit(sr, a, s, st.in_shape, xp)
+    if isinstance(st, Linear):
+        a = a.reshape(st.adj_view + v)
+        s = None if s is None else s.reshape(a.shape)
+        nd = len(st.adj_view)
+        W = st.W
+        if st.transpose:
+            a = _swap_last2(a, nd)
+            s = None if s is None else _swap_last2(s, nd)
+            if len(st.in_view) == 2 and nd > 2:
+                # fold the batch into the contraction: one call instead of a batch and a ⊕-reduce
+                p, m = a.shape[nd - 2], a.shape[nd - 1]
+                a = _move(a, nd - 2, 0).reshape((p, -1) + v)
+                s = None if s is None else _move(s, nd - 2, 0).reshape(a.shape)
+                Wb = xp.broadcast_to(W, st.adj_view[:-2] + W.shape[-2:])
+                W = _move(Wb, nd - 2, 0).reshape(W.shape[-2], -1)
+                del m
+                r, rs = sr.vecmat(a, s, W)
+                r, rs = _swap_last2(r, 2), None if rs is None else _swap_last2(rs, 2)
+                return r.reshape(st.in_shape + v), None if rs is None else rs.reshape(st.in_shape + v)
+        if W.ndim == 2 and nd > 2:
+            lead = a.shape[: nd - 1]
+            a2 = a.reshape((-1, a.shape[nd - 1]) + v)
+            r, rs = sr.vecmat(a2, None if s is None else s.reshape(a2.shape), W)
+            r = r.reshape(lead + r.shape[1:])
+            rs = None if rs is None else rs.reshape(r.shape)
+        else:
+            r, rs = sr.vecmat(a, s, W)
+        if st.transpose:
+            r = _swap_last2(r, r.ndim - len(v))
+            rs = None if rs is None else _swap_last2(rs, rs.ndim - len(v))
+        r, rs = _fit(sr, r, rs, st.in_view, xp)
+        return r.reshape(st.in_shape + v), None if rs is None else rs.reshape(st.in_shape + v)
+    if isinstance(st, Take):
+        return st.fn(a), None if s is None else st.fn(s)
+    if isinstance(st, RowJacobian):
+        nd = a.ndim - len(v)
+        ax = st.axis
+        if sr.use_vjp and st.vjp is not None:
+            return _move(st.vjp(_move(a, ax, nd - 1)), nd - 1, ax), None
+        am = _move(a, ax, nd - 1)
+        lead, n = am.shape[: nd - 1], am.shape[nd - 1]
+        a3 = am.reshape(lead + (1, n) + v)
+        s3 = None if s is None else _move(s, ax, nd - 1).reshape(a3.shape)
+        J = st.jac()  # lead + (n_out, n_in)
+        r, rs = sr.vecmat(a3, s3, xp.swapaxes(J, -1, -2))
+        r = _move(r.reshape(lead + (n,) + v), nd - 1, ax)
+        rs = None if rs is None else _move(rs.reshape(lead + (n,) + v), nd - 1, ax)
+        return r, rs
+    if isinstance(st, Scatter):
+        size = 1
+        for d in st.in_shape:
+            size *= d
+        if st.basic is not None:
+            z = sr.zeros(xp, st.in_shape, a.dtype)
+            z[st.basic] = a
+            zs = None
+            if s is not None:
+                zs = xp.full(z.shape, -1, dtype=xp.int64)
+                zs[st.basic] = s
+            return z, zs
+        rows = a.reshape((-1,) + v)
+        srows = None if s is None else s.reshape(rows.shape)
+        idx = st.index.reshape(-1)
+        if st.unique:
+            z = sr.zeros(xp, (size,), a.dtype)
+            z[idx] = rows
+            zs = None
+            if srows is not None:
+                zs = xp.full(z.shape, -1, dtype=xp.int64)
+                zs[idx] = srows
+        else:
+            z, zs = sr.scatter(rows, srows, idx, size)
+        return z.reshape(st.in_shape + v), None if zs is None else zs.reshape(st.in_shape + v)
+    raise NotImplementedError(f"backprop: unknown local-derivative structure {type(st).__name__}")
+
+
+# ---- the walk -----------------------------------------------------------------------------
+
+
+@dataclass
+class BackwardResult:
+    """Values for the requested inputs, and (when kept) every tensor's values and backpointers."""
+
+    semiring: Semiring
+    values: list[Any]
+    output: Tensor | None = None
+    records: dict[int, tuple[Any, Any]] = field(default_factory=dict)  # id(tensor) -> (values, backpointers)
+    edges: list[tuple[Node, int]] = field(default_factory=list)  # edge id -> (consumer node, input slot)
+    node_out: dict[int, int] = field(default_factory=dict)  # id(node) -> id(its output tensor)
+
+
+def backward(
+    output: Tensor,
+    inputs: Sequence[Tensor],
+    semiring: Any = None,
+    grad_output: Any = None,
+    keep: bool = False,
+) -> BackwardResult:
+    """Run one reverse pass of ``semiring`` from ``output`` to ``inputs``.
+
+    ``grad_output`` seeds a non-scalar output (lifted into the semiring: edges
+    to a super-sink). With ``keep=True`` (selective semirings) every tensor's
+    values and backpointers stay in the result for path reconstruction.
+    """
+    sr = _check_semiring(semiring)
+    if not isinstance(output, Tensor):
+        raise TypeError(f"backward: output must be a Tensor, got {type(output).__name__}")
+    if not output.requires_grad:
+        raise RuntimeError(
+            f"backward: the output (shape {output.shape}) does not require grad: no input of the ops that "
+            "made it requires grad, or it was computed under st.no_grad()"
+        )
+    if grad_output is None and output.size != 1:
+        raise RuntimeError(
+            f"backward: the output has shape {output.shape}; a non-scalar output needs grad_output "
+            "(a seed of the same shape), or reduce it to a scalar first"
+        )
+    for i, t in enumerate(inputs):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"backward: inputs[{i}] is a {type(t).__name__}, not a Tensor")
+        if not t.requires_grad:
+            raise RuntimeError(f"backward: inputs[{i}] (shape {t.shape}) does not require grad")
+    xp = backend.xp_of(output.data)
+    if grad_output is not None:
+        g = grad_output.data if isinstance(grad_output, Tensor) else grad_output
+        if tuple(getattr(g, "shape", ())) not in (output.shape, ()):
+            raise ValueError(f"backward: grad_output has shape {tuple(g.shape)}, expected {output.shape}")
+        grad_output = g
+
+    order = topological_order(output)
+    want = {id(t) for t in inputs}
+    relevant: set[int] = set()
+    for t in order:
+        if id(t) in want or (t._node is not None and any(id(i) in relevant for i in t._node.inputs)):
+            relevant.add(id(t))
+
+    vdt = sr.value_dtype(output.dtype)
+    adj: dict[int, Any] = {id(output): sr.seed(xp, output.shape, output.dtype, grad_output).astype(vdt, copy=False)}
+    bps: dict[int, Any] = {}
+    res = BackwardResult(sr, [], output if keep else None)
+    if sr.selective:
+        bps[id(output)] = xp.full(adj[id(output)].shape, -1, dtype=xp.int64)
+    found: dict[int, tuple[Any, Any]] = {}
+    for t in reversed(order):
+        tid = id(t)
+        if tid not in relevant or tid not in adj:
+            continue
+        a = adj.pop(tid)
+        s = bps.pop(tid, None)
+        if tid in want:
+            found[tid] = (a, s)
+        if keep:
+            res.records[tid] = (a, s)
+        node = t._node
+        if node is None:
+            continue
+        if keep:
+            res.node_out[id(node)] = tid
+        structs = node.structures
+        for slot, (inp, st) in enumerate(zip(node.inputs, structs)):
+            iid = id(inp)
+            if st is None or iid not in relevant:
+                continue
+            src = None
+            if sr.selective:
+                src = xp.arange(a.size, dtype=xp.int64).reshape(a.shape)
+            c, cs = apply_structure(sr, st, a, src, xp)
+            vt = sr.value_dtype(inp.dtype)
+            if c.dtype != vt:
+                c = c.astype(vt)
+            if cs is not None:
+                eid = len(res.edges)
+                res.edges.append((node, slot))
+                cs = xp.where(cs >= 0, cs | (eid << _EDGE_SHIFT), -1)
+            if iid in adj:
+                adj[iid], bps_new = sr.accumulate(adj[iid], bps.get(iid), c, cs)
+                if bps_new is not None:
+                    bps[iid] = bps_new
+            else:
+                adj[iid] = c
+                if cs is not None:
+                    bps[iid] = cs
+    for t in inputs:
+        if id(t) in found:
+            val, _ = found[id(t)]
+            full = t.shape + _vshape_tail(sr, val)
+            if val.shape != full or not val.flags.writeable:
+                val = xp.array(xp.broadcast_to(val, full))
+        else:  # not connected to the output: no path
+            val = sr.zeros(xp, t.shape, sr.value_dtype(t.dtype))
+        res.values.append(val)
+    return res
+
+
+def grad(output: Tensor, inputs: Any, semiring: Any = None, grad_output: Any = None) -> Any:
+    """The readout of ``semiring``'s backward pass from ``output`` to each of ``inputs``.
+
+    With the default (``Real``) semiring this is d output / d input. ``inputs``
+    may be one tensor (one array is returned) or a sequence (a list is
+    returned). The tape is kept, so the same forward can be asked again with
+    another semiring.
+    """
+    single = isinstance(inputs, Tensor)
+    ins = [inputs] if single else list(inputs)
+    res = backward(output, ins, semiring, grad_output)
+    outs = [res.semiring.readout(v) for v in res.values]
+    return outs[0] if single else outs
+
+
+def backward_into_leaves(output: Tensor, grad_output: Any = None) -> None:
+    """``Tensor.backward()``: accumulate the real gradient into ``.grad`` of every leaf that requires grad."""
+    if not output.requires_grad:
+        raise RuntimeError(
+            f"backward: tensor of shape {output.shape} does not require grad (no input of the ops that made "
+            "it requires grad, or it was computed under st.no_grad())"
+        )
+    leaves = [t for t in topological_order(output) if t._node is None and t.requires_grad]
+    res = backward(output, leaves, Real(), grad_output)
+    for t, g in zip(leaves, res.values):
+        g = g.astype(t.dtype, copy=False)
+        t.grad = g if t.grad is None else t.grad + g

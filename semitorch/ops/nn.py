@@ -1,0 +1,258 @@
+"""Fused neural-network primitives. Each is ONE primitive whose edges are its exact Jacobian
+entries, not a decomposition into exp/sum/div (which would add spurious paths).
+
+| op | structure | edge weight |
+|---|---|---|
+| softmax(x, axis) | RowJacobian | s_j (δ_jk − s_k) |
+| log_softmax(x, axis) | RowJacobian | δ_jk − s_k |
+| layer_norm(x, w, b, eps) (last axis) | RowJacobian to x; Elementwise to w, b | w_j (δ_jk − 1/n − x̂_j x̂_k / n) / σ; x̂; 1 |
+| gelu(x, approximate) | Elementwise | Φ(x) + x φ(x) (or the tanh form's derivative) |
+| cross_entropy(logits, targets) | Elementwise to logits | (softmax − onehot) / n_valid (mean) |
+| embedding(ids, table) | Scatter to table | 1 from table[id, d] to out[..., d] (repeated ids fan out) |
+| dropout(x, p, training) | Elementwise | mask / (1 − p) (dropped elements: no edge) |
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from .. import backend
+from ..tensor import Tensor
+from ._core import data, record, register, xp
+from .structures import Elementwise, RowJacobian, Scatter
+
+
+def _softmax_data(x: Any, axis: int) -> Any:
+    m = xp("softmax", x)
+    mx = x.max(axis=axis, keepdims=True)
+    e = m.exp(x - m.where(m.isfinite(mx), mx, 0.0))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def _axis(x: Tensor, axis: int, op: str) -> int:
+    if not -x.ndim <= axis < max(x.ndim, 1):
+        raise ValueError(f"{op}: axis {axis} is out of range for shape {x.shape}")
+    return axis % max(x.ndim, 1)
+
+
+@register
+def softmax(x: Tensor, axis: int = -1) -> Tensor:
+    """Softmax along ``axis``. One primitive: edge weight ∂s_j/∂x_k = s_j (δ_jk − s_k)."""
+    ax = _axis(x, axis, "softmax")
+    m = xp("softmax", x)
+    s = _softmax_data(x.data, ax)
+
+    def structs() -> list[Any]:
+        sm = m.moveaxis(s, ax, -1)
+
+        def jac() -> Any:
+            return sm[..., :, None] * (m.eye(sm.shape[-1], dtype=sm.dtype) - sm[..., None, :])
+
+        def vjp(g: Any) -> Any:
+            return sm * (g - (g * sm).sum(axis=-1, keepdims=True))
+
+        return [RowJacobian(jac, vjp, ax)]
+
+    return record("softmax", s, [x], structs)
+
+
+@register
+def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
+    """log softmax along ``axis``. One primitive: edge weight δ_jk − s_k."""
+    ax = _axis(x, axis, "log_softmax")
+    m = xp("log_softmax", x)
+    mx = x.data.max(axis=ax, keepdims=True)
+    z = x.data - m.where(m.isfinite(mx), mx, 0.0)
+    out = z - m.log(m.exp(z).sum(axis=ax, keepdims=True))
+
+    def structs() -> list[Any]:
+        sm = m.moveaxis(m.exp(out), ax, -1)
+
+        def jac() -> Any:
+            return m.eye(sm.shape[-1], dtype=sm.dtype) - sm[..., None, :]
+
+        def vjp(g: Any) -> Any:
+            return g - sm * g.sum(axis=-1, keepdims=True)
+
+        return [RowJacobian(jac, vjp, ax)]
+
+    return record("log_softmax", out, [x], structs)
+
+
+@register
+def layer_norm(x: Tensor, weight: Tensor | None = None, bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
+    """Layer normalisation over the last axis, then ``* weight + bias``. One primitive.
+
+    Edges to x: w_j (δ_jk − 1/n − x̂_j x̂_k / n) / σ within each row; to weight: x̂; to bias: 1.
+    """
+    m = xp("layer_norm", x, weight, bias)
+    n = x.shape[-1]
+    for name, p in (("weight", weight), ("bias", bias)):
+        if p is not None and tuple(p.shape) != (n,):
+            raise ValueError(f"layer_norm: {name} has shape {tuple(p.shape)}, expected ({n},) for input {x.shape}")
+    mu = x.data.mean(axis=-1, keepdims=True)
+    xc = x.data - mu
+    var = (xc * xc).mean(axis=-1, keepdims=True)
+    rstd = 1.0 / m.sqrt(var + eps)
+    xhat = xc * rstd
+    w = data(weight)
+    out = xhat * w if weight is not None else xhat
+    if bias is not None:
+        out = out + bias.data
+
+    def structs() -> list[Any]:
+        def jac() -> Any:
+            eye = m.eye(n, dtype=xhat.dtype)
+            j = (eye - 1.0 / n - xhat[..., :, None] * xhat[..., None, :] / n) * rstd[..., None]
+            return j * w[:, None] if weight is not None else j
+
+        def vjp(g: Any) -> Any:
+            gw = g * w if weight is not None else g
+            return rstd * (
+                gw - gw.mean(axis=-1, keepdims=True) - xhat * (gw * xhat).mean(axis=-1, keepdims=True)
+            )
+
+        s: list[Any] = [RowJacobian(jac, vjp, x.ndim - 1)]
+        if weight is not None:
+            s.append(Elementwise(xhat, (n,)))
+        if bias is not None:
+            s.append(Elementwise(None, (n,)))
+        return s
+
+    ins: list[Any] = [x] + [p for p in (weight, bias) if p is not None]
+    return record("layer_norm", out, ins, structs)
+
+
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+
+
+@register
+def gelu(x: Tensor, approximate: str = "none") -> Tensor:
+    """GELU: x Φ(x) (``approximate='none'``, erf form) or the tanh approximation. One primitive.
+
+    Edge weight: Φ(x) + x φ(x), or the tanh form's exact derivative.
+    """
+    m = xp("gelu", x)
+    v = x.data
+    if approximate == "none":
+        cdf = 0.5 * (1.0 + backend.erf(v / math.sqrt(2.0)))
+        out = v * cdf
+        return record(
+            "gelu", out, [x], lambda: [Elementwise(cdf + v * m.exp(-0.5 * v * v) / math.sqrt(2 * math.pi), x.shape)]
+        )
+    if approximate == "tanh":
+        inner = _SQRT_2_OVER_PI * (v + 0.044715 * v**3)
+        t = m.tanh(inner)
+        out = 0.5 * v * (1.0 + t)
+
+        def d() -> Any:
+            return 0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * _SQRT_2_OVER_PI * (1.0 + 3 * 0.044715 * v * v)
+
+        return record("gelu", out, [x], lambda: [Elementwise(d(), x.shape)])
+    raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+
+
+@register
+def cross_entropy(logits: Tensor, targets: Any, ignore_index: int = -100, reduction: str = "mean") -> Tensor:
+    """Cross-entropy of ``logits`` (N, C) or (C,) against integer ``targets`` (N,) or (). One primitive.
+
+    As torch.nn.functional.cross_entropy: rows whose target is ``ignore_index``
+    are dropped; ``reduction`` is 'mean' (over kept rows), 'sum' or 'none'.
+    Edge weight logits[n, c] -> loss: softmax[n, c] − [c = target_n], divided by
+    the number of kept rows for 'mean'.
+    """
+    m = xp("cross_entropy", logits, targets)
+    t = data(targets)
+    t = m.asarray(t)
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"cross_entropy: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    if logits.ndim not in (1, 2) or t.ndim != logits.ndim - 1 or (logits.ndim == 2 and t.shape[0] != logits.shape[0]):
+        raise ValueError(
+            f"cross_entropy: logits of shape {logits.shape} need targets of shape "
+            f"{logits.shape[:1] if logits.ndim == 2 else ()}, got {tuple(t.shape)}"
+        )
+    if t.dtype.kind not in "iu":
+        raise TypeError(f"cross_entropy: targets must be integers, got dtype {t.dtype}")
+    lg = logits.data if logits.ndim == 2 else logits.data[None]
+    tt = t.reshape(-1)
+    nc = lg.shape[1]
+    valid = tt != ignore_index
+    bad = valid & ((tt < 0) | (tt >= nc))
+    if bool(bad.any()):
+        raise IndexError(f"cross_entropy: target {int(tt[bad][0])} is out of range for {nc} classes")
+    safe = m.where(valid, tt, 0)
+    mx = lg.max(axis=1, keepdims=True)
+    z = lg - mx
+    lse = m.log(m.exp(z).sum(axis=1, keepdims=True))
+    nll = -(m.take_along_axis(z, safe[:, None], axis=1) - lse)[:, 0] * valid
+    nvalid = int(valid.sum())
+    if reduction == "mean":
+        out = nll.sum() / nvalid if nvalid else m.asarray(float("nan"), dtype=lg.dtype)
+        out = m.asarray(out, dtype=lg.dtype)
+        scale: Any = 1.0 / nvalid if nvalid else 0.0
+        view: tuple[int, ...] | None = None
+    elif reduction == "sum":
+        out, scale, view = nll.sum().astype(lg.dtype), 1.0, None
+    else:
+        out, scale, view = nll.astype(lg.dtype), 1.0, (lg.shape[0], 1)
+        if logits.ndim == 1:
+            out, view = out.reshape(()), (1,)
+
+    def structs() -> list[Any]:
+        d = m.exp(z - lse)
+        m.put_along_axis(d, safe[:, None], m.take_along_axis(d, safe[:, None], axis=1) - 1.0, axis=1)
+        d = d * (valid[:, None] * scale)
+        if logits.ndim == 1:
+            d = d[0]
+        return [Elementwise(d.astype(lg.dtype, copy=False), logits.shape, view)]
+
+    return record("cross_entropy", out, [logits], structs)
+
+
+@register
+def embedding(ids: Any, table: Tensor) -> Tensor:
+    """Row gather ``table[ids]`` (ids: integers of any shape). One primitive.
+
+    Edges: weight 1 from table[id, d] to out[..., d]; a repeated id fans out.
+    """
+    m = xp("embedding", ids, table)
+    i = m.asarray(data(ids))
+    if i.dtype.kind not in "iu":
+        raise TypeError(f"embedding: ids must be integers, got dtype {i.dtype}")
+    if table.ndim != 2:
+        raise ValueError(f"embedding: table must be 2-D (num_embeddings, dim), got shape {table.shape}")
+    nv, dim = table.shape
+    if i.size and (int(i.min()) < 0 or int(i.max()) >= nv):
+        bad = int(i.min()) if int(i.min()) < 0 else int(i.max())
+        raise IndexError(f"embedding: id {bad} is out of range for a table of {nv} rows (shape {table.shape})")
+    out = table.data[i]
+
+    def structs() -> list[Any]:
+        flat = i[..., None] * dim + m.arange(dim)
+        return [Scatter(flat, table.shape, False)]
+
+    return record("embedding", out, [table], structs)
+
+
+@register
+def dropout(x: Tensor, p: float = 0.5, training: bool = True, seed: int | None = None) -> Tensor:
+    """Inverted dropout: zero each element with probability ``p`` and scale the rest by 1/(1−p).
+
+    Identity (no node) when ``training`` is False or p == 0. ``seed`` makes the mask
+    reproducible. Edges: 1/(1−p) to kept elements; dropped ones have no edge.
+    """
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout: p must be in [0, 1], got {p}")
+    if not training or p == 0.0:
+        return x
+    m = xp("dropout", x)
+    rng = np.random.default_rng(seed)
+    keep = rng.random(x.shape) >= p
+    if backend.is_cupy_array(x.data):
+        keep = m.asarray(keep)
+    scale = 0.0 if p == 1.0 else 1.0 / (1.0 - p)
+    d = keep.astype(x.dtype) * scale
+    return record("dropout", x.data * d, [x], lambda: [Elementwise(d, x.shape)])
