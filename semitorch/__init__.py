@@ -18,5 +18,6 @@ __version__ = "0.1.0"
 __all__ = [
     "OPS", "SEMIRINGS", "BackwardResult", "Node", "Real", "Semiring", "Tensor",
     "backend", "backward", "enable_grad", "grad", "is_grad_enabled", "module_scope", "no_grad", "ops",
-    "semirings", "tensor", *ops.__all__,
+    "semirings", "tensor",
 ]  # fmt: skip
+__all__ += [n for n in ops.__all__ if n not in __all__]

@@ -54,7 +54,7 @@ def _fit(sr: Semiring, a: Any, s: Any, shape: tuple[int, ...], xp: Any) -> tuple
     axes = tuple(i for i, n in enumerate(shape) if n == 1 and a.shape[i] != 1)
     if axes:
         a, s = sr.reduce(a, s, axes, True)
-    full = tuple(shape) + a.shape[len(shape):]
+    full = tuple(shape) + a.shape[len(shape) :]
     if a.shape != full:
         a = xp.broadcast_to(a, full)
         s = None if s is None else xp.broadcast_to(s, full)
@@ -246,7 +246,7 @@ def backward(
         if keep:
             res.node_out[id(node)] = tid
         structs = node.structures
-        for slot, (inp, st) in enumerate(zip(node.inputs, structs)):
+        for slot, (inp, st) in enumerate(zip(node.inputs, structs, strict=True)):
             iid = id(inp)
             if st is None or iid not in relevant:
                 continue
@@ -305,6 +305,6 @@ def backward_into_leaves(output: Tensor, grad_output: Any = None) -> None:
         )
     leaves = [t for t in topological_order(output) if t._node is None and t.requires_grad]
     res = backward(output, leaves, Real(), grad_output)
-    for t, g in zip(leaves, res.values):
+    for t, g in zip(leaves, res.values, strict=True):
         g = g.astype(t.dtype, copy=False)
         t.grad = g if t.grad is None else t.grad + g

@@ -30,8 +30,7 @@ class Tensor:
             data = np.asarray(data)
         if requires_grad and data.dtype not in _FLOATS:
             raise TypeError(
-                f"only float32 and float64 tensors can require grad, got dtype {data.dtype} "
-                f"(shape {tuple(data.shape)})"
+                f"only float32 and float64 tensors can require grad, got dtype {data.dtype} (shape {tuple(data.shape)})"
             )
         self.data = data
         self.requires_grad = bool(requires_grad)

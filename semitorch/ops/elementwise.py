@@ -214,7 +214,10 @@ def where(cond: Any, a: Any, b: Any) -> Tensor:
         "where",
         out,
         [a, b],
-        lambda: [Elementwise(c.astype(out.dtype), _shape(data(a))), Elementwise((~c).astype(out.dtype), _shape(data(b)))],
+        lambda: [
+            Elementwise(c.astype(out.dtype), _shape(data(a))),
+            Elementwise((~c).astype(out.dtype), _shape(data(b))),
+        ],
     )
 
 

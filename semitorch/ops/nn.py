@@ -5,7 +5,7 @@ entries, not a decomposition into exp/sum/div (which would add spurious paths).
 |---|---|---|
 | softmax(x, axis) | RowJacobian | s_j (δ_jk − s_k) |
 | log_softmax(x, axis) | RowJacobian | δ_jk − s_k |
-| layer_norm(x, w, b, eps) (last axis) | RowJacobian to x; Elementwise to w, b | w_j (δ_jk − 1/n − x̂_j x̂_k / n) / σ; x̂; 1 |
+| layer_norm(x, w, b, eps) | RowJacobian to x; Elementwise to w, b | w_j (δ_jk − 1/n − x̂_j x̂_k/n)/σ; x̂; 1 |
 | gelu(x, approximate) | Elementwise | Φ(x) + x φ(x) (or the tanh form's derivative) |
 | cross_entropy(logits, targets) | Elementwise to logits | (softmax − onehot) / n_valid (mean) |
 | embedding(ids, table) | Scatter to table | 1 from table[id, d] to out[..., d] (repeated ids fan out) |
@@ -111,9 +111,7 @@ def layer_norm(x: Tensor, weight: Tensor | None = None, bias: Tensor | None = No
 
         def vjp(g: Any) -> Any:
             gw = g * w if weight is not None else g
-            return rstd * (
-                gw - gw.mean(axis=-1, keepdims=True) - xhat * (gw * xhat).mean(axis=-1, keepdims=True)
-            )
+            return rstd * (gw - gw.mean(axis=-1, keepdims=True) - xhat * (gw * xhat).mean(axis=-1, keepdims=True))
 
         s: list[Any] = [RowJacobian(jac, vjp, x.ndim - 1)]
         if weight is not None:

@@ -94,6 +94,4 @@ def logsumexp(x: Tensor, axis: Any = None, keepdims: bool = False) -> Tensor:
     s = e.sum(axis=axes, keepdims=True)
     out_k = m.log(s) + mx
     out = out_k if keepdims else out_k.reshape(tuple(d for i, d in enumerate(x.shape) if i not in axes))
-    return record(
-        "logsumexp", out, [x], lambda: [Elementwise(e / s, x.shape, keepdims_shape(x.shape, axes))]
-    )
+    return record("logsumexp", out, [x], lambda: [Elementwise(e / s, x.shape, keepdims_shape(x.shape, axes))])

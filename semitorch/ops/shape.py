@@ -2,7 +2,7 @@
 
 | op | structure |
 |---|---|
-| reshape, expand_dims, squeeze, transpose, swapaxes, concat, stack | Take (each input element feeds one output element) |
+| reshape, expand_dims, squeeze, transpose, swapaxes, concat, stack | Take (each input element: one edge) |
 | broadcast_to | Elementwise with weight 1 (fan-out; ⊕-reduced back) |
 | getitem (ints, slices, None, Ellipsis, integer arrays, boolean masks) | Scatter (repeated integer indices fan out) |
 | split | composed of getitem slices |
@@ -27,7 +27,8 @@ def reshape(x: Tensor, shape: Any) -> Tensor:
     try:
         out = x.data.reshape(shape)
     except ValueError:
-        raise ValueError(f"reshape: cannot reshape a tensor of shape {x.shape} ({x.size} elements) to {shape}") from None
+        msg = f"reshape: cannot reshape a tensor of shape {x.shape} ({x.size} elements) to {shape}"
+        raise ValueError(msg) from None
     in_shape, nd = x.shape, out.ndim
     return record("reshape", out, [x], lambda: [Take(lambda a: a.reshape(in_shape + a.shape[nd:]))])
 

@@ -87,12 +87,10 @@ class Semiring:
         """a ⊗ lift(w), broadcasting ``w`` against a's structural shape (``w=None``: weight 1)."""
         if w is None:
             return a, src
-        nv = len(self.vshape)
         lw = self.lift(w if hasattr(w, "shape") else _xp(a).asarray(w, dtype=a.dtype))
         out = self.times(a, lw.astype(a.dtype, copy=False) if hasattr(lw, "astype") else lw)
         if src is not None and src.shape != out.shape:
             src = _xp(a).broadcast_to(src, out.shape)
-        del nv
         return out, src
 
     def accumulate(self, a: Array, sa: Array | None, b: Array, sb: Array | None) -> tuple[Array, Array | None]:
@@ -131,8 +129,9 @@ class Semiring:
         """
         nv = len(self.vshape)
         lw = self.lift(W)  # (..., k, j) + v
-        a_ = a[..., None, :, *([slice(None)] * nv)] if nv else a[..., None, :]  # (..., r, 1, j) + v
-        lw_ = lw[..., None, :, :, *([slice(None)] * nv)] if nv else lw[..., None, :, :]  # (..., 1, k, j) + v
+        tail = (slice(None),) * nv
+        a_ = a[(Ellipsis, None, slice(None)) + tail]  # (..., r, 1, j) + v
+        lw_ = lw[(Ellipsis, None, slice(None), slice(None)) + tail]  # (..., 1, k, j) + v
         prod = self.times(a_, lw_.astype(a.dtype, copy=False))
         jax = prod.ndim - nv - 1
         return self.sum(prod, (jax,), False), None
