@@ -1,0 +1,1 @@
+"""Sub-commands of the ``semitorch`` CLI, one module each (see ``semitorch.cli``)."""
