@@ -93,6 +93,20 @@ class Tensor:
         """The data as nested Python lists."""
         return self.numpy().tolist()
 
+    def to(self, device: str) -> Tensor:
+        """This tensor on ``device`` ('cpu' or 'cuda'): itself if already there, else a new leaf.
+
+        Moving a tensor that requires grad keeps ``requires_grad`` (the copy is a new leaf).
+        Without a GPU, ``to('cuda')`` raises a RuntimeError saying so.
+        """
+        if device == self.device:
+            return self
+        return Tensor(backend.to_device(self.data, device), requires_grad=self.requires_grad)
+
+    def cpu(self) -> Tensor:
+        """Same as ``to('cpu')``."""
+        return self.to("cpu")
+
     def detach(self) -> Tensor:
         """A new leaf sharing the data, with requires_grad=False."""
         return Tensor(self.data)
