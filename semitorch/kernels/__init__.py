@@ -1,0 +1,117 @@
+"""Semiring matmul kernels and their dispatch: numba on CPU when available, else the chunked numpy reference.
+
+Every kernel takes backend arrays whose batch dims broadcast, returns ``(val, arg)``
+with ``arg`` int64 of ``val``'s shape, breaks ties to the LOWEST index, and never
+materialises the full rows × j × k candidate array.
+
+- :func:`maxplus_vecmat` ``(a (..., r, j), logw (..., k, j))`` → max-plus product (..., r, k).
+- :func:`kbest_vecmat` ``(a (..., r, j, K), logw (..., k, j))`` → K best (..., r, k, K), arg j·K + q.
+- :func:`signed_vecmat` ``(a (..., r, j, 2), w (..., k, j))`` → (most positive, most negative)
+  signed products (..., r, k, 2), arg j·2 + c.
+
+:data:`BACKEND` is ``"numba"`` when numba is importable and ``"numpy"`` otherwise; the
+environment variable ``SEMITORCH_KERNELS=numpy`` forces the reference. Non-numpy
+arrays (cupy) and dtypes other than float32/float64 always use the reference.
+The numba kernels compile on first use (cached on disk); :func:`warmup` does it up front.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from . import reference
+
+Array = Any
+
+__all__ = ["BACKEND", "kbest_vecmat", "maxplus_vecmat", "signed_vecmat", "warmup"]
+
+
+def _choose_backend() -> str:
+    forced = os.environ.get("SEMITORCH_KERNELS", "").strip().lower()
+    if forced in ("numpy", "reference"):
+        return "numpy"
+    if forced not in ("", "numba", "auto"):
+        raise ValueError(f"SEMITORCH_KERNELS={forced!r}: expected 'numpy' or 'numba'")
+    return "numba" if importlib.util.find_spec("numba") is not None else "numpy"
+
+
+BACKEND: str = _choose_backend()
+"""Which implementation serves numpy float32/float64 arrays: ``"numba"`` or ``"numpy"``."""
+
+_fast: ModuleType | None = None
+
+
+def _numba() -> ModuleType | None:
+    """The numba backend module (imported on first use), or None when BACKEND is numpy."""
+    global _fast, BACKEND
+    if BACKEND != "numba":
+        return None
+    if _fast is None:
+        try:
+            from . import numba_cpu
+        except ImportError:  # numba present but broken (e.g. incompatible numpy): use the reference
+            BACKEND = "numpy"
+            return None
+        _fast = numba_cpu
+    return _fast
+
+
+def _use_fast(a: Array, w: Array) -> ModuleType | None:
+    if not (isinstance(a, np.ndarray) and isinstance(w, np.ndarray)):
+        return None
+    if np.result_type(a.dtype, w.dtype) not in (np.float32, np.float64):
+        return None
+    return _numba()
+
+
+def maxplus_vecmat(a: Array, logw: Array) -> tuple[Array, Array]:
+    """Max-plus vecmat: val[..., r, k] = max_j a[..., r, j] + logw[..., k, j].
+
+    ``a`` holds log-magnitudes (−inf = no path), ``logw`` log edge weights (−inf = no
+    edge). ``arg`` is the lowest j attaining the max (0 where val is −inf).
+    """
+    fast = _use_fast(a, logw)
+    if fast is not None:
+        return fast.maxplus_vecmat(a, logw)
+    return reference.maxplus_vecmat(a, logw)
+
+
+def kbest_vecmat(a: Array, logw: Array) -> tuple[Array, Array]:
+    """K-best max-plus vecmat: for each (r, k) the K largest a[..., r, j, q] + logw[..., k, j] over (j, q).
+
+    ``a`` (..., r, j, K) is sorted descending along its last axis (−inf padding);
+    val (..., r, k, K) is sorted descending; ``arg`` = j·K + q (lowest on ties, 0 for −inf).
+    """
+    fast = _use_fast(a, logw)
+    if fast is not None:
+        return fast.kbest_vecmat(a, logw)
+    return reference.kbest_vecmat(a, logw)
+
+
+def signed_vecmat(a: Array, w: Array) -> tuple[Array, Array]:
+    """Signed max/min vecmat over candidates w[..., k, j]·a[..., r, j, c] with w ≠ 0 and a finite.
+
+    ``a`` (..., r, j, 2) holds (most positive, most negative) path products, (−inf, +inf)
+    meaning no path; val (..., r, k, 2) likewise; ``arg`` = j·2 + c of the first
+    candidate attaining each (0 when there is none).
+    """
+    fast = _use_fast(a, w)
+    if fast is not None:
+        return fast.signed_vecmat(a, w)
+    return reference.signed_vecmat(a, w)
+
+
+def warmup() -> str:
+    """Compile (or load from the on-disk cache) every numba kernel for float32 and float64.
+
+    Returns the backend in use. A no-op with the numpy backend.
+    """
+    fast = _numba()
+    if fast is not None:
+        fast.warmup()
+    return BACKEND

@@ -1,0 +1,198 @@
+"""Chunked array-API reference implementations of the semiring matmul kernels (exact; the fallback).
+
+Each kernel contracts ``a (..., r, j[, K|2])`` with edge weights ``w (..., k, j)`` and
+returns ``(val, arg)``: the ⊕-selected value per ``(..., r, k)`` and the int64 index
+of the candidate that attained it (ties to the LOWEST index). The full
+``rows × k × j`` candidate array is never built: the work is cut into blocks of
+(batch, rows, columns) whose candidate array has at most ``chunk_elems`` entries.
+Only array-namespace functions that numpy and cupy share are used.
+
+The helpers here (:func:`prepare`, :func:`blocks`) are shared with the numba backend.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from ..backend import xp_of
+
+Array = Any
+
+CHUNK_ELEMS = 1 << 18
+"""Largest candidate block (entries): 2 MB in float64, a few such temporaries per block."""
+
+
+# ---- shared argument handling -------------------------------------------------------------
+
+
+def _unbroadcast(x: Array, nbatch: int) -> Array:
+    """Collapse zero-stride (broadcast) batch axes to length 1, so nothing broadcast is ever copied."""
+    for i in range(nbatch):
+        if x.shape[i] > 1 and x.strides[i] == 0:
+            x = x[(slice(None),) * i + (slice(0, 1),)]
+    return x
+
+
+def prepare(name: str, a: Array, w: Array, a_core: int) -> tuple[Array, Array, Array, Array, tuple[int, ...]]:
+    """Check shapes and dtypes; flatten the batch dims of both operands.
+
+    ``a_core`` is the number of non-batch axes of ``a`` (2 for (r, j), 3 for (r, j, K)
+    or (r, j, 2)). Returns ``(a_flat (Ba,) + core, w_flat (Bw, k, j), ia, iw, batch)``
+    where ``ia``/``iw`` (int64, length prod(batch)) map each flat output batch index to
+    the operands' flat batch index, and ``batch`` is the broadcast batch shape.
+    """
+    xp = xp_of(a, w)
+    a = xp.asarray(a)
+    w = xp.asarray(w)
+    if a.ndim < a_core or w.ndim < 2:
+        raise ValueError(
+            f"{name}: a must have at least {a_core} dims and w at least 2, got a {tuple(a.shape)} "
+            f"and w {tuple(w.shape)}"
+        )
+    j = a.shape[a.ndim - a_core + 1]
+    if w.shape[-1] != j:
+        raise ValueError(
+            f"{name}: contraction sizes differ: a {tuple(a.shape)} has j={j} but w {tuple(w.shape)} "
+            f"(..., k, j) has j={w.shape[-1]}"
+        )
+    if name == "signed_vecmat" and a.shape[-1] != 2:
+        raise ValueError(f"signed_vecmat: a must be (..., r, j, 2) (max, min) pairs, got {tuple(a.shape)}")
+    ba, bw = tuple(a.shape[: a.ndim - a_core]), tuple(w.shape[:-2])
+    try:
+        batch = tuple(np.broadcast_shapes(ba, bw))
+    except ValueError:
+        raise ValueError(
+            f"{name}: batch dims do not broadcast: a {tuple(a.shape)} (batch {ba}) and w {tuple(w.shape)} (batch {bw})"
+        ) from None
+    dt = np.result_type(a.dtype, w.dtype)
+    if not np.issubdtype(dt, np.floating):
+        dt = np.dtype(np.float64)
+    a = a.astype(dt, copy=False)
+    w = w.astype(dt, copy=False)
+    nb = len(batch)
+    a = _unbroadcast(a.reshape((1,) * (nb - len(ba)) + tuple(a.shape)), nb)
+    w = _unbroadcast(w.reshape((1,) * (nb - len(bw)) + tuple(w.shape)), nb)
+    pa, pw = tuple(a.shape[:nb]), tuple(w.shape[:nb])
+    ia = xp.broadcast_to(xp.arange(math.prod(pa), dtype=xp.int64).reshape(pa), batch).reshape(-1)
+    iw = xp.broadcast_to(xp.arange(math.prod(pw), dtype=xp.int64).reshape(pw), batch).reshape(-1)
+    a_flat = a.reshape((-1,) + tuple(a.shape[nb:]))
+    w_flat = w.reshape((-1,) + tuple(w.shape[nb:]))
+    return a_flat, w_flat, ia, iw, batch
+
+
+def blocks(nbatch: int, r: int, k: int, per: int, chunk_elems: int) -> Iterator[tuple[slice, slice, slice]]:
+    """Blocks ``(batch slice, row slice, column slice)`` whose candidate count ``B·R·K·per`` ≤ ``chunk_elems``.
+
+    ``per`` is the number of candidates per output entry (j, j·K or 2·j). Whole
+    problems (all rows and columns) are grouped over the batch when they fit; else
+    one batch entry at a time with row and column tiles (a single (1, 1) entry
+    larger than the budget still forms one block).
+    """
+    per = max(per, 1)
+    whole = r * k * per
+    if whole <= chunk_elems:
+        g = max(1, chunk_elems // max(whole, 1))
+        for b0 in range(0, nbatch, g):
+            yield slice(b0, min(b0 + g, nbatch)), slice(0, r), slice(0, k)
+        return
+    kc = min(k, max(1, chunk_elems // per))
+    rc = min(r, max(1, chunk_elems // (kc * per)))
+    for b in range(nbatch):
+        for r0 in range(0, r, rc):
+            for k0 in range(0, k, kc):
+                yield slice(b, b + 1), slice(r0, min(r0 + rc, r)), slice(k0, min(k0 + kc, k))
+
+
+def _first_true(mask: Array, xp: Any) -> Array:
+    """Index of the first True along the last axis (0 where there is none)."""
+    return xp.argmax(mask, axis=-1)
+
+
+# ---- the kernels --------------------------------------------------------------------------
+
+
+def maxplus_vecmat(a: Array, logw: Array, chunk_elems: int = CHUNK_ELEMS) -> tuple[Array, Array]:
+    """val[..., r, k] = max_j a[..., r, j] + logw[..., k, j]; arg = the lowest j attaining it (0 if val = −inf)."""
+    xp = xp_of(a, logw)
+    af, wf, ia, iw, batch = prepare("maxplus_vecmat", a, logw, 2)
+    r, j = af.shape[-2:]
+    k = wf.shape[-2]
+    nbt = ia.shape[0]
+    val = xp.full((nbt, r, k), -xp.inf, dtype=af.dtype)
+    arg = xp.zeros((nbt, r, k), dtype=xp.int64)
+    if j > 0:
+        for bs, rs, ks in blocks(nbt, r, k, j, chunk_elems):
+            ab = af[ia[bs]][:, rs]  # (B, R, j)
+            wb = wf[iw[bs]][:, ks]  # (B, K, j)
+            cand = ab[:, :, None, :] + wb[:, None, :, :]  # (B, R, K, j)
+            i = xp.argmax(cand, axis=-1)
+            val[bs, rs, ks] = xp.take_along_axis(cand, i[..., None], axis=-1)[..., 0]
+            arg[bs, rs, ks] = i
+    arg[val == -xp.inf] = 0
+    return val.reshape(batch + (r, k)), arg.reshape(batch + (r, k))
+
+
+def kbest_vecmat(a: Array, logw: Array, chunk_elems: int = CHUNK_ELEMS) -> tuple[Array, Array]:
+    """For each (r, k): the K largest a[..., r, j, q] + logw[..., k, j] over (j, q), descending; arg = j·K + q.
+
+    ``a`` is (..., r, j, K) sorted descending along its last axis (−inf padding).
+    Ties go to the lowest j·K + q; −inf entries have arg 0.
+    """
+    xp = xp_of(a, logw)
+    af, wf, ia, iw, batch = prepare("kbest_vecmat", a, logw, 3)
+    r, j, K = af.shape[-3:]
+    k = wf.shape[-2]
+    nbt = ia.shape[0]
+    val = xp.full((nbt, r, k, K), -xp.inf, dtype=af.dtype)
+    arg = xp.zeros((nbt, r, k, K), dtype=xp.int64)
+    if j > 0 and K > 0:
+        for bs, rs, ks in blocks(nbt, r, k, j * K, chunk_elems):
+            ab = af[ia[bs]][:, rs]  # (B, R, j, K)
+            wb = wf[iw[bs]][:, ks]  # (B, C, j)
+            cand = ab[:, :, None, :, :] + wb[:, None, :, :, None]  # (B, R, C, j, K)
+            cand = cand.reshape(cand.shape[:3] + (j * K,))
+            order = xp.argsort(-cand, axis=-1, kind="stable")[..., :K]
+            val[bs, rs, ks] = xp.take_along_axis(cand, order, axis=-1)
+            arg[bs, rs, ks] = order
+    arg[val == -xp.inf] = 0
+    return val.reshape(batch + (r, k, K)), arg.reshape(batch + (r, k, K))
+
+
+def signed_vecmat(a: Array, w: Array, chunk_elems: int = CHUNK_ELEMS) -> tuple[Array, Array]:
+    """Most positive / most negative of w[..., k, j]·a[..., r, j, c] over (j, c) with w ≠ 0 and a finite.
+
+    ``a`` is (..., r, j, 2) (max, min) pairs in linear scale, (−inf, +inf) = no path.
+    val (..., r, k, 2) is (max, min) of the candidates, (−inf, +inf) with none; arg =
+    j·2 + c of the first (lowest-index) candidate attaining each, 0 with none.
+    """
+    xp = xp_of(a, w)
+    af, wf, ia, iw, batch = prepare("signed_vecmat", a, w, 3)
+    r, j = af.shape[-3:-1]
+    k = wf.shape[-2]
+    nbt = ia.shape[0]
+    val = xp.empty((nbt, r, k, 2), dtype=af.dtype)
+    val[..., 0] = -xp.inf
+    val[..., 1] = xp.inf
+    arg = xp.zeros((nbt, r, k, 2), dtype=xp.int64)
+    if j > 0:
+        for bs, rs, ks in blocks(nbt, r, k, 2 * j, chunk_elems):
+            ab = af[ia[bs]][:, rs]  # (B, R, j, 2)
+            wb = wf[iw[bs]][:, ks]  # (B, C, j)
+            cand = ab[:, :, None, :, :] * wb[:, None, :, :, None]  # (B, R, C, j, 2)
+            ok = xp.isfinite(ab)[:, :, None, :, :] & (wb != 0)[:, None, :, :, None]
+            shp = cand.shape[:3] + (2 * j,)
+            cand, ok = cand.reshape(shp), ok.reshape(shp)
+            hi = xp.where(ok, cand, -xp.inf).max(axis=-1)
+            lo = xp.where(ok, cand, xp.inf).min(axis=-1)
+            found = ok.any(axis=-1)
+            ahi = _first_true(ok & (cand == hi[..., None]), xp)
+            alo = _first_true(ok & (cand == lo[..., None]), xp)
+            val[bs, rs, ks, 0] = xp.where(found, hi, -xp.inf)
+            val[bs, rs, ks, 1] = xp.where(found, lo, xp.inf)
+            arg[bs, rs, ks, 0] = xp.where(found, ahi, 0)
+            arg[bs, rs, ks, 1] = xp.where(found, alo, 0)
+    return val.reshape(batch + (r, k, 2)), arg.reshape(batch + (r, k, 2))
