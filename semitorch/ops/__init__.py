@@ -24,6 +24,7 @@ from .elementwise import (
     sigmoid,
     sqrt,
     square,
+    sub,
     tanh,
     where,
 )
@@ -47,7 +48,7 @@ from .shape import (
 __all__ = [
     "OPS", "register", "structures",
     "abs", "add", "astype", "clip", "div", "exp", "leaky_relu", "log", "masked_fill", "maximum", "minimum",
-    "mul", "neg", "pow", "relu", "sigmoid", "sqrt", "square", "tanh", "where",
+    "mul", "neg", "pow", "relu", "sigmoid", "sqrt", "square", "sub", "tanh", "where",
     "matmul", "cross_entropy", "dropout", "embedding", "gelu", "layer_norm", "log_softmax", "softmax",
     "logsumexp", "max", "mean", "sum",
     "broadcast_to", "concat", "expand_dims", "getitem", "permute", "reshape", "split", "squeeze", "stack",
