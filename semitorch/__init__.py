@@ -9,6 +9,7 @@ from . import backend, cuda, data, ops, semirings
 from .backprop import BackwardResult, backward, grad
 from .ops import *  # noqa: F403
 from .ops import OPS
+from .paths import Path, Step, read_path, top_paths
 from .semirings import SEMIRINGS, Real, Semiring
 from .tape import Node, enable_grad, is_grad_enabled, module_scope, no_grad
 from .tensor import Tensor, tensor
@@ -20,4 +21,5 @@ __all__ = [
     "backend", "backward", "enable_grad", "grad", "is_grad_enabled", "module_scope", "no_grad", "ops",
     "semirings", "tensor",
 ]  # fmt: skip
+__all__ += ["Path", "Step", "read_path", "top_paths"]
 __all__ += [n for n in ops.__all__ if n not in __all__]

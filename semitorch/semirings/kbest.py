@@ -1,0 +1,163 @@
+"""The k-best semiring: the k highest |path products| (log space) and, through backpointers, their paths."""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import numpy as np
+
+from .. import kernels
+from .base import Array, Semiring, _xp, register_semiring
+from .log import keep_shape, log_abs, move_last
+from .maxproduct import exp64, gather_src
+
+
+def _top(cand: Array, k: int, src: Array | None = None) -> tuple[Array, Array | None]:
+    """The k largest entries of ``cand`` along its last axis, descending (stable: ties keep the lower index)."""
+    xp = _xp(cand)
+    order = xp.argsort(-cand, axis=-1, kind="stable")[..., :k]
+    val = xp.take_along_axis(cand, order, axis=-1)
+    if src is None:
+        return val, None
+    return val, xp.take_along_axis(xp.broadcast_to(src, cand.shape), order, axis=-1)
+
+
+@register_semiring
+class KBest(Semiring):
+    """The k-best semiring over |w| in log space: values are descending lists of the k best log path weights.
+
+    (⊕, ⊗, 0̄, 1̄) = (merge and keep the top k, all pairwise sums and keep the top k,
+    [−∞, …, −∞], [0, −∞, …, −∞]); value shape (k,), −∞ padding where fewer than k
+    paths exist. Lift: an edge w becomes [log|w|, −∞, …] (w = 0: no edge). A backward
+    pass gives, for every input element, the k highest |path products| to the output
+    (paths are distinct edge sequences, so parallel edges count separately).
+    Readout: those weights (float64, last axis k, 0 padding), or their logs with
+    ``log=True``. Selective: each of the k entries keeps its own backpointer (to an
+    entry, i.e. an element and a rank, of its consumer), so every one of the k paths
+    can be read out. ``vecmat`` takes the top k over (j, rank) with the k-best kernel.
+    Reference: Huang & Chiang, "Better k-best Parsing", IWPT 2005; Mohri, "Semiring
+    Frameworks and Algorithms for Shortest-Distance Problems", 2002.
+    """
+
+    name = "kbest"
+    selective = True
+
+    def __init__(self, k: int, log: bool = False) -> None:
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral):
+            raise ValueError(f"KBest: k must be a positive int, got {k!r} ({type(k).__name__})")
+        if k < 1:
+            raise ValueError(f"KBest: k must be a positive int (the number of best paths kept), got {k}")
+        self.k = int(k)
+        self.vshape = (self.k,)
+        self.log = bool(log)
+
+    def __repr__(self) -> str:
+        return f"KBest(k={self.k}, log={self.log})"
+
+    def zeros(self, xp: Any, shape: tuple[int, ...], dtype: Any) -> Array:
+        """[−∞, …, −∞] (no path)."""
+        return xp.full(tuple(shape) + self.vshape, -xp.inf, dtype=dtype)
+
+    def ones(self, xp: Any, shape: tuple[int, ...], dtype: Any) -> Array:
+        """[0, −∞, …, −∞]: one empty path of weight 1."""
+        out = self.zeros(xp, shape, dtype)
+        out[..., 0] = 0
+        return out
+
+    def lift(self, w: Array) -> Array:
+        """[log|w|, −∞, …]."""
+        xp = _xp(w)
+        lw = log_abs(w)
+        out = xp.full(lw.shape + self.vshape, -xp.inf, dtype=lw.dtype)
+        out[..., 0] = lw
+        return out
+
+    def plus(self, a: Array, b: Array) -> Array:
+        """The top k of the union of the two lists."""
+        xp = _xp(a)
+        a, b = xp.broadcast_arrays(a, b)
+        return _top(xp.concatenate([a, b], axis=-1), self.k)[0]
+
+    def times(self, a: Array, b: Array) -> Array:
+        """The top k of all pairwise sums a[i] + b[j]."""
+        c = a[..., :, None] + b[..., None, :]
+        return _top(c.reshape(c.shape[:-2] + (-1,)), self.k)[0]
+
+    def sum(self, a: Array, axes: tuple[int, ...], keepdims: bool = False) -> Array:
+        """The top k over every list along ``axes``."""
+        return self.reduce(a, None, axes, keepdims)[0]
+
+    def readout(self, a: Array) -> Array:
+        """The k best |path products| (float64, descending, 0 padding), or their logs with ``log=True``."""
+        return a if self.log else exp64(a)
+
+    # ---- backprop, with one backpointer per rank --------------------------------------
+    def edge(self, a: Array, src: Array | None, w: Array | None) -> tuple[Array, Array | None]:
+        """Add log|w| to every rank (order is kept, so are the srcs)."""
+        if w is None:
+            return a, src
+        out = a + log_abs(w, a.dtype, a)[..., None]
+        if src is not None and src.shape != out.shape:
+            src = _xp(a).broadcast_to(src, out.shape)
+        return out, src
+
+    def accumulate(self, a: Array, sa: Array | None, b: Array, sb: Array | None) -> tuple[Array, Array | None]:
+        """Merge two lists (ties: ``a``'s entries first)."""
+        xp = _xp(a)
+        cand = xp.concatenate([a, b], axis=-1)
+        src = None if sa is None or sb is None else xp.concatenate([sa, sb], axis=-1)
+        return _top(cand, self.k, src)
+
+    def reduce(self, a: Array, src: Array | None, axes: tuple[int, ...], keepdims: bool) -> tuple[Array, Array | None]:
+        """Top k over (element along ``axes``, rank); ties: lowest element, then rank."""
+        if not axes:
+            return a, src
+        xp = _xp(a)
+        m, kept = move_last(a, axes, 1)
+        cand = m.reshape(kept + (-1,))
+        s = None if src is None else move_last(xp.broadcast_to(src, a.shape), axes, 1)[0].reshape(cand.shape)
+        val, vs = _top(cand, self.k, s)
+        shape = keep_shape(a.shape[:-1], axes, keepdims) + self.vshape
+        return val.reshape(shape), None if vs is None else vs.reshape(shape)
+
+    def scatter(self, a: Array, src: Array | None, index: Array, size: int) -> tuple[Array, Array | None]:
+        """Per target position, the top k over (row, rank) of the rows scattered there."""
+        xp = _xp(a)
+        k = self.k
+        out = xp.full((size, k), -xp.inf, dtype=a.dtype)
+        osrc = None if src is None else xp.full((size, k), -1, dtype=xp.int64)
+        if index.size == 0:
+            return out, osrc
+        vals = a.reshape(-1)
+        g = xp.repeat(index, k)
+        order = xp.lexsort((-vals, g))  # by target, then descending value; stable
+        gs = g[order]
+        n = gs.size
+        starts = xp.concatenate([xp.ones(1, dtype=bool), gs[1:] != gs[:-1]])
+        pos = xp.arange(n)
+        first = xp.maximum.accumulate(xp.where(starts, pos, 0))
+        rank = pos - first
+        keep = rank < k
+        out[gs[keep], rank[keep]] = vals[order][keep]
+        if src is not None:
+            osrc[gs[keep], rank[keep]] = src.reshape(-1)[order][keep]
+        return out, osrc
+
+    def vecmat(self, a: Array, src: Array | None, W: Array) -> tuple[Array, Array | None]:
+        """Top k over (j, rank) of a[..., r, j, q] + log|W[..., k, j]| by :func:`semitorch.kernels.kbest_vecmat`."""
+        val, arg = kernels.kbest_vecmat(a, log_abs(W, a.dtype, a))
+        return val, gather_src(src, arg, self.k)
+
+    # ---- reading paths (used by semitorch.paths) ----------------------------------------
+    def has_path(self, v: float) -> bool:
+        """Whether a value entry (one rank) stands for a path."""
+        return bool(v > -np.inf)
+
+    def path_weight(self, v: float) -> float:
+        """The |path product| of a value entry."""
+        return float(np.exp(np.float64(v)))
+
+    def step_weight(self, v_from: float, v_to: float) -> float:
+        """|edge weight| between an entry and the consumer entry it points to (ratio of the adjoints)."""
+        return float(np.exp(np.float64(v_from) - np.float64(v_to)))

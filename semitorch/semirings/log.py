@@ -1,0 +1,158 @@
+"""The log semiring: the log of the path mass log Σ_paths Π|w|, and the log-space helpers other semirings share."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .base import Array, Semiring, _xp, register_semiring
+
+
+def log_abs(w: Array, dtype: Any = None, like: Array | None = None) -> Array:
+    """log|w| with −inf (no warning) where w is exactly 0: an edge of weight 0 is no edge.
+
+    ``w`` may be a Python scalar; ``like`` (an array) then picks the array namespace.
+    """
+    xp = _xp(w if like is None else like)
+    w = xp.asarray(w) if dtype is None else xp.asarray(w, dtype=dtype)
+    with _Quiet(xp):
+        return xp.log(xp.abs(w))
+
+
+def finite_or_zero(m: Array) -> Array:
+    """``m`` with non-finite entries (rows holding no path) replaced by 0: a safe rescaling shift."""
+    xp = _xp(m)
+    return xp.where(xp.isfinite(m), m, 0).astype(m.dtype, copy=False)
+
+
+def move_last(a: Array, axes: tuple[int, ...], nv: int) -> tuple[Array, tuple[int, ...]]:
+    """Move the structural ``axes`` of ``a`` to just before its ``nv`` value axes and flatten them into one.
+
+    Returns the array of shape kept + (n,) + vshape and the kept structural shape.
+    """
+    nd = a.ndim - nv
+    keep = [i for i in range(nd) if i not in axes]
+    perm = keep + list(axes) + list(range(nd, a.ndim))
+    kept = tuple(a.shape[i] for i in keep)
+    vsh = tuple(a.shape[nd:])
+    return a.transpose(perm).reshape(kept + (-1,) + vsh), kept
+
+
+def keep_shape(shape: tuple[int, ...], axes: tuple[int, ...], keepdims: bool) -> tuple[int, ...]:
+    """The structural shape after reducing ``axes`` of ``shape`` (size-1 axes kept when ``keepdims``)."""
+    if keepdims:
+        return tuple(1 if i in axes else n for i, n in enumerate(shape))
+    return tuple(n for i, n in enumerate(shape) if i not in axes)
+
+
+def logsumexp(a: Array, axis: Any, keepdims: bool = False) -> Array:
+    """Stable log Σ exp(a) over ``axis``; −inf (no warning) where every term is −inf."""
+    xp = _xp(a)
+    m = a.max(axis=axis, keepdims=True)
+    m = finite_or_zero(m)
+    with _Quiet(xp):
+        out = xp.log(xp.exp(a - m).sum(axis=axis, keepdims=True)) + m
+    if not keepdims:
+        out = out.squeeze(axis=axis)
+    return out
+
+
+def scatter_logsumexp(a: Array, index: Array, size: int) -> tuple[Array, Array]:
+    """log Σ exp over groups: rows ``a`` (n,) into (size,) at ``index``; also returns the shift used per slot."""
+    xp = _xp(a)
+    m = xp.full((size,), -xp.inf, dtype=a.dtype)
+    xp.maximum.at(m, index, a)
+    m = finite_or_zero(m)
+    s = xp.zeros((size,), dtype=a.dtype)
+    xp.add.at(s, index, xp.exp(a - m[index]))
+    with _Quiet(xp):
+        return xp.log(s) + m, m
+
+
+def rescaled_matmul(a: Array, absW: Array) -> Array:
+    """log((exp a) @ absWᵀ) over the last axis of ``a`` (..., r, j) and ``absW`` (..., k, j), by one BLAS call.
+
+    Each row of ``a`` is shifted by its max before exponentiating, so nothing over- or
+    underflows that the result can represent. −inf rows give −inf.
+    """
+    xp = _xp(a)
+    m = finite_or_zero(a.max(axis=-1, keepdims=True))
+    p = xp.exp(a - m)
+    s = xp.matmul(p, xp.swapaxes(absW, -1, -2))
+    with _Quiet(xp):
+        return xp.log(s) + m
+
+
+class _Quiet:
+    """Context manager silencing numpy's divide/invalid warnings for log(0) = −inf (cupy: nothing to do)."""
+
+    def __init__(self, xp: Any) -> None:
+        self._ctx = xp.errstate(divide="ignore", invalid="ignore", over="ignore") if hasattr(xp, "errstate") else None
+
+    def __enter__(self) -> None:
+        if self._ctx is not None:
+            self._ctx.__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._ctx is not None:
+            self._ctx.__exit__(*exc)
+
+
+@register_semiring
+class Log(Semiring):
+    """The log semiring (ℝ ∪ {−∞}, logaddexp, +, −∞, 0): values are log path masses.
+
+    Lift: an edge w becomes log|w| (−∞ for w = 0: no edge). A backward pass gives,
+    for every input element x, log Σ_{paths x→y} Π|w|, the log of the
+    "absolute-value gradient" (the path mass Z of the entropy semiring). Readout:
+    that log mass, −∞ where no path reaches the output. ``vecmat`` is one rescaled
+    BLAS matmul (per-row max subtraction, exp, matmul with |W|, log).
+    Reference: Goodman, "Semiring Parsing", Computational Linguistics 1999;
+    Du et al., "Generalizing Backpropagation for Gradient-Based Interpretability", ACL 2023.
+    """
+
+    name = "log"
+
+    def zeros(self, xp: Any, shape: tuple[int, ...], dtype: Any) -> Array:
+        """−∞ everywhere."""
+        return xp.full(shape, -xp.inf, dtype=dtype)
+
+    def ones(self, xp: Any, shape: tuple[int, ...], dtype: Any) -> Array:
+        """0 everywhere."""
+        return xp.zeros(shape, dtype=dtype)
+
+    def lift(self, w: Array) -> Array:
+        """log|w| (−∞ for w = 0)."""
+        return log_abs(w)
+
+    def plus(self, a: Array, b: Array) -> Array:
+        """logaddexp(a, b)."""
+        return _xp(a).logaddexp(a, b)
+
+    def times(self, a: Array, b: Array) -> Array:
+        """a + b."""
+        return a + b
+
+    def sum(self, a: Array, axes: tuple[int, ...], keepdims: bool = False) -> Array:
+        """logsumexp over ``axes``."""
+        if not axes:
+            return a
+        return logsumexp(a, tuple(axes), keepdims)
+
+    def edge(self, a: Array, src: Array | None, w: Array | None) -> tuple[Array, None]:
+        """a + log|w|."""
+        if w is None:
+            return a, None
+        return a + log_abs(w, a.dtype, a), None
+
+    def accumulate(self, a: Array, sa: Array | None, b: Array, sb: Array | None) -> tuple[Array, None]:
+        """logaddexp of the two contributions."""
+        return self.plus(a, b), None
+
+    def scatter(self, a: Array, src: Array | None, index: Array, size: int) -> tuple[Array, None]:
+        """Grouped logsumexp (vectorised with ufunc.at)."""
+        return scatter_logsumexp(a, index, size)[0], None
+
+    def vecmat(self, a: Array, src: Array | None, W: Array) -> tuple[Array, None]:
+        """log(exp(a − max) @ |W|ᵀ) + max, one BLAS matmul."""
+        xp = _xp(a)
+        return rescaled_matmul(a, xp.abs(xp.asarray(W, dtype=a.dtype))), None

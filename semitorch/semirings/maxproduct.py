@@ -1,0 +1,182 @@
+"""The max-product semiring (in log space: max-plus): the highest |path product|, with backpointers.
+
+Also the selection helpers the other selective semirings share: pick one entry along
+flattened axes or within scatter groups and carry its backpointer (``src``) along.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .. import kernels
+from .base import Array, Semiring, _xp, register_semiring
+from .log import keep_shape, log_abs, move_last
+
+
+def take_last(a: Array, idx: Array) -> Array:
+    """``a[..., idx[...]]`` along the last axis (``idx`` has a's shape minus the last axis; batch dims broadcast)."""
+    xp = _xp(a)
+    return xp.take_along_axis(a, idx[..., None], axis=-1)[..., 0]
+
+
+def select_reduce(
+    a: Array, src: Array | None, axes: tuple[int, ...], keepdims: bool, lowest: bool = False
+) -> tuple[Array, Array | None]:
+    """The max (or, with ``lowest``, the min) of a scalar-valued ``a`` over structural ``axes``, and its src.
+
+    Ties go to the lowest flat index over the reduced axes (C order).
+    """
+    xp = _xp(a)
+    if not axes:
+        return a, src
+    m, _ = move_last(a, axes, 0)
+    i = xp.argmin(m, axis=-1) if lowest else xp.argmax(m, axis=-1)
+    shape = keep_shape(a.shape, axes, keepdims)
+    val = take_last(m, i).reshape(shape)
+    if src is None:
+        return val, None
+    s, _ = move_last(xp.broadcast_to(src, a.shape), axes, 0)
+    return val, take_last(s, i).reshape(shape)
+
+
+def group_first(key: Array, index: Array) -> Array:
+    """Positions (into ``key``/``index``) of the smallest ``key`` in each group of equal ``index``.
+
+    Ties within a group go to the lowest position.
+    """
+    xp = _xp(key)
+    order = xp.lexsort((key, index))  # primary: index; then key; stable
+    gi = index[order]
+    first = xp.concatenate([xp.ones(1, dtype=bool), gi[1:] != gi[:-1]]) if gi.size else xp.zeros(0, dtype=bool)
+    return order[first]
+
+
+def select_scatter(
+    a: Array, src: Array | None, index: Array, size: int, fill: float, lowest: bool = False
+) -> tuple[Array, Array | None]:
+    """Scatter scalar rows ``a`` (n,) into (size,) keeping the max (min with ``lowest``) per target, with its src."""
+    xp = _xp(a)
+    out = xp.full((size,), fill, dtype=a.dtype)
+    osrc = None if src is None else xp.full((size,), -1, dtype=xp.int64)
+    if index.size == 0:
+        return out, osrc
+    sel = group_first(a if lowest else -a, index)
+    out[index[sel]] = a[sel]
+    if src is not None:
+        osrc[index[sel]] = src[sel]
+    return out, osrc
+
+
+def gather_src(src: Array | None, arg: Array, per: int) -> Array | None:
+    """Backpointers of a kernel's picks: ``src`` (..., r, j[, per]) at ``arg`` (..., r, k[, per]) = j·per + q."""
+    if src is None:
+        return None
+    xp = _xp(arg)
+    if per == 0:
+        return xp.take_along_axis(src, arg, axis=-1)
+    sf = src.reshape(src.shape[:-2] + (-1,))
+    af = arg.reshape(arg.shape[:-2] + (-1,))
+    return xp.take_along_axis(sf, af, axis=-1).reshape(arg.shape)
+
+
+def exp64(a: Array) -> Array:
+    """exp of log values, computed in float64 (so that 24-layer products neither under- nor overflow)."""
+    xp = _xp(a)
+    return xp.exp(a.astype(xp.float64))
+
+
+@register_semiring
+class MaxProduct(Semiring):
+    """The max-product semiring over |w|, kept in log space: (ℝ ∪ {−∞}, max, +, −∞, 0).
+
+    Lift: an edge w becomes log|w| (−∞ for w = 0: no edge). A backward pass gives,
+    for every input element x, max_{paths x→y} log Π|w|: the weight of the best
+    (highest |product|) path. Readout: that weight, exp of the log value computed in
+    float64 (``MaxProduct(log=True)``: the log value itself); 0 where no path.
+    Selective: every value entry carries a backpointer to the consumer entry it came
+    from, so :func:`semitorch.top_paths` reads the arg-max path without search (ties:
+    lowest index). ``vecmat`` is the max-plus kernel of :mod:`semitorch.kernels`.
+    Reference: the Viterbi semiring (Goodman, "Semiring Parsing", 1999); Du et al.,
+    ACL 2023, §4 (top gradient path).
+    """
+
+    name = "maxproduct"
+    selective = True
+
+    def __init__(self, log: bool = False) -> None:
+        self.log = bool(log)
+
+    def __repr__(self) -> str:
+        return f"MaxProduct(log={self.log})"
+
+    def zeros(self, xp: Any, shape: tuple[int, ...], dtype: Any) -> Array:
+        """−∞ (no path)."""
+        return xp.full(shape, -xp.inf, dtype=dtype)
+
+    def ones(self, xp: Any, shape: tuple[int, ...], dtype: Any) -> Array:
+        """0 (= log 1)."""
+        return xp.zeros(shape, dtype=dtype)
+
+    def lift(self, w: Array) -> Array:
+        """log|w| (−∞ for w = 0)."""
+        return log_abs(w)
+
+    def plus(self, a: Array, b: Array) -> Array:
+        """max(a, b)."""
+        return _xp(a).maximum(a, b)
+
+    def times(self, a: Array, b: Array) -> Array:
+        """a + b."""
+        return a + b
+
+    def sum(self, a: Array, axes: tuple[int, ...], keepdims: bool = False) -> Array:
+        """max over ``axes``."""
+        return a.max(axis=tuple(axes), keepdims=keepdims) if axes else a
+
+    def readout(self, a: Array) -> Array:
+        """The best |path product| (float64), or its log with ``log=True``."""
+        return a if self.log else exp64(a)
+
+    # ---- backprop, with backpointers ----------------------------------------------------
+    def edge(self, a: Array, src: Array | None, w: Array | None) -> tuple[Array, Array | None]:
+        """a + log|w|; every entry keeps its src."""
+        if w is None:
+            return a, src
+        out = a + log_abs(w, a.dtype, a)
+        if src is not None and src.shape != out.shape:
+            src = _xp(a).broadcast_to(src, out.shape)
+        return out, src
+
+    def accumulate(self, a: Array, sa: Array | None, b: Array, sb: Array | None) -> tuple[Array, Array | None]:
+        """max of the two; ties keep the first (``a``)."""
+        xp = _xp(a)
+        take = b > a
+        return xp.where(take, b, a), (None if sa is None or sb is None else xp.where(take, sb, sa))
+
+    def reduce(self, a: Array, src: Array | None, axes: tuple[int, ...], keepdims: bool) -> tuple[Array, Array | None]:
+        """max over ``axes`` with the src of the (lowest-index) arg-max."""
+        return select_reduce(a, src, axes, keepdims)
+
+    def scatter(self, a: Array, src: Array | None, index: Array, size: int) -> tuple[Array, Array | None]:
+        """Per target position, the max row (lowest row on ties) and its src."""
+        return select_scatter(a, src, index, size, -np.inf)
+
+    def vecmat(self, a: Array, src: Array | None, W: Array) -> tuple[Array, Array | None]:
+        """max_j a[..., r, j] + log|W[..., k, j]| by :func:`semitorch.kernels.maxplus_vecmat`."""
+        val, arg = kernels.maxplus_vecmat(a, log_abs(W, a.dtype, a))
+        return val, gather_src(src, arg, 0)
+
+    # ---- reading paths (used by semitorch.paths) ----------------------------------------
+    def has_path(self, v: float) -> bool:
+        """Whether a value entry stands for at least one path."""
+        return bool(v > -np.inf)
+
+    def path_weight(self, v: float) -> float:
+        """The |path product| of a value entry."""
+        return float(np.exp(np.float64(v)))
+
+    def step_weight(self, v_from: float, v_to: float) -> float:
+        """|edge weight| between an entry and the consumer entry it points to (ratio of the adjoints)."""
+        return float(np.exp(np.float64(v_from) - np.float64(v_to)))
