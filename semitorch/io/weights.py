@@ -23,6 +23,13 @@ class CheckpointError(ValueError):
     """A checkpoint cannot be used: a missing or corrupt file, wrong keys, a shape mismatch. Names the file/key."""
 
 
+def default_mode(directory: bool = False) -> int:
+    """The permission bits a newly created file (or directory) gets under the current umask."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return (0o777 if directory else 0o666) & ~mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it to ``path`` if the block completes, else delete it."""
@@ -32,6 +39,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, default_mode())  # mkstemp makes 0600 files
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
