@@ -10,8 +10,9 @@ materialises the full rows × j × k candidate array.
   signed products (..., r, k, 2), arg j·2 + c.
 
 :data:`BACKEND` is ``"numba"`` when numba is importable and ``"numpy"`` otherwise; the
-environment variable ``SEMITORCH_KERNELS=numpy`` forces the reference. Non-numpy
-arrays (cupy) and dtypes other than float32/float64 always use the reference.
+environment variable ``SEMITORCH_KERNELS=numpy`` forces the reference. cupy arrays of
+float32/float64 use the CUDA kernels of :mod:`semitorch.kernels.cuda`; other arrays and
+dtypes use the reference.
 The numba kernels compile on first use (cached on disk); :func:`warmup` does it up front.
 """
 
@@ -24,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from ..backend import is_cupy_array
 from . import reference
 
 Array = Any
@@ -63,6 +65,10 @@ def _numba() -> ModuleType | None:
 
 def _use_fast(a: Array, w: Array) -> ModuleType | None:
     if not (isinstance(a, np.ndarray) and isinstance(w, np.ndarray)):
+        if is_cupy_array(a) and is_cupy_array(w) and np.result_type(a.dtype, w.dtype) in (np.float32, np.float64):
+            from . import cuda  # the CUDA kernels (CuPy RawModule)
+
+            return cuda
         return None
     if np.result_type(a.dtype, w.dtype) not in (np.float32, np.float64):
         return None
