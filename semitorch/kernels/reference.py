@@ -79,8 +79,8 @@ def prepare(name: str, a: Array, w: Array, a_core: int) -> tuple[Array, Array, A
     pa, pw = tuple(a.shape[:nb]), tuple(w.shape[:nb])
     ia = xp.broadcast_to(xp.arange(math.prod(pa), dtype=xp.int64).reshape(pa), batch).reshape(-1)
     iw = xp.broadcast_to(xp.arange(math.prod(pw), dtype=xp.int64).reshape(pw), batch).reshape(-1)
-    a_flat = a.reshape((-1,) + tuple(a.shape[nb:]))
-    w_flat = w.reshape((-1,) + tuple(w.shape[nb:]))
+    a_flat = a.reshape((math.prod(pa),) + tuple(a.shape[nb:]))
+    w_flat = w.reshape((math.prod(pw),) + tuple(w.shape[nb:]))
     return a_flat, w_flat, ia, iw, batch
 
 
@@ -182,7 +182,8 @@ def signed_vecmat(a: Array, w: Array, chunk_elems: int = CHUNK_ELEMS) -> tuple[A
         for bs, rs, ks in blocks(nbt, r, k, 2 * j, chunk_elems):
             ab = af[ia[bs]][:, rs]  # (B, R, j, 2)
             wb = wf[iw[bs]][:, ks]  # (B, C, j)
-            cand = ab[:, :, None, :, :] * wb[:, None, :, :, None]  # (B, R, C, j, 2)
+            with np.errstate(invalid="ignore", over="ignore"):  # inf·0 and overflow: masked/kept as the kernel does
+                cand = ab[:, :, None, :, :] * wb[:, None, :, :, None]  # (B, R, C, j, 2)
             ok = xp.isfinite(ab)[:, :, None, :, :] & (wb != 0)[:, None, :, :, None]
             shp = cand.shape[:3] + (2 * j,)
             cand, ok = cand.reshape(shp), ok.reshape(shp)

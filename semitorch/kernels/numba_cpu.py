@@ -1,0 +1,389 @@
+"""Numba CPU kernels for the semiring matmuls: parallel over (batch × rows), k innermost and contiguous.
+
+Each kernel has a serial row-range worker (``_*_rows``, compiled once and cached on
+disk) and a ``prange`` driver that splits the flat (batch × rows) index over
+threads; small problems call the worker directly and skip the thread launch.
+``w`` is transposed once per call to a (batch, j, k) layout, so the innermost loop
+runs over contiguous k. Candidates are visited in increasing index order and
+replace the incumbent only when strictly better, so ties go to the lowest index,
+exactly as in :mod:`semitorch.kernels.reference`. No fastmath: comparisons are exact.
+
+Inputs are assumed NaN-free and ``logw`` free of +inf; ``kbest_vecmat`` relies on
+``a`` being sorted descending along its last axis (it stops early on it).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from .reference import prepare
+
+Array = Any
+
+PARALLEL_MIN_WORK = 1 << 16
+"""Below this many candidate evaluations a call runs on the calling thread only."""
+
+_NEG = -np.inf
+_POS = np.inf
+
+
+# ---- max-plus -----------------------------------------------------------------------------
+#
+# Register blocking: two rows share each load of w, and four j's are folded into one
+# read-modify-write of the running (max, arg) per k. The running value is updated
+# through a chain of selects; a single ``if y > v[k]: v[k] = y`` would be turned by
+# LLVM into masked stores, which are microcoded (very slow) on AMD CPUs. ``a`` is
+# padded with −inf to a multiple of 4 columns, so the padding never wins.
+
+_KT = 512  # k-tile: the running (max, arg) buffers of a row pair stay in L1
+
+
+@njit(cache=True, nogil=True)
+def _maxplus_rows(a, wT, ia, iw, val, arg, t0, t1, neg):
+    r = a.shape[1]
+    jp = a.shape[2]
+    j = wT.shape[1]
+    k = wT.shape[2]
+    kt = min(k, _KT)
+    v = np.empty(kt, dtype=a.dtype)
+    u = np.empty(kt, dtype=a.dtype)
+    g = np.empty(kt, dtype=np.int32)
+    h = np.empty(kt, dtype=np.int32)
+    t = t0
+    while t < t1:  # one batch entry at a time: rows [t, te) share w
+        b = t // r
+        te = min(t1, (b + 1) * r)
+        ab = a[ia[b]]
+        w = wT[iw[b]]
+        for k0 in range(0, k, kt):
+            n = min(kt, k - k0)
+            for tt in range(t, te, 2):
+                r0 = tt - b * r
+                r1 = r0 + 1 if tt + 1 < te else r0
+                ar = ab[r0]
+                br = ab[r1]
+                for kk in range(n):
+                    v[kk] = neg
+                    u[kk] = neg
+                    g[kk] = 0
+                    h[kk] = 0
+                for j0 in range(0, jp, 4):
+                    x0 = ar[j0]
+                    x1 = ar[j0 + 1]
+                    x2 = ar[j0 + 2]
+                    x3 = ar[j0 + 3]
+                    z0 = br[j0]
+                    z1 = br[j0 + 1]
+                    z2 = br[j0 + 2]
+                    z3 = br[j0 + 3]
+                    if max(x0, x1, x2, x3, z0, z1, z2, z3) == neg:
+                        continue
+                    w0 = w[j0, k0 : k0 + n]
+                    w1 = w[min(j0 + 1, j - 1), k0 : k0 + n]
+                    w2 = w[min(j0 + 2, j - 1), k0 : k0 + n]
+                    w3 = w[min(j0 + 3, j - 1), k0 : k0 + n]
+                    q0 = np.int32(j0)
+                    q1 = np.int32(j0 + 1)
+                    q2 = np.int32(j0 + 2)
+                    q3 = np.int32(j0 + 3)
+                    for kk in range(n):
+                        c0 = w0[kk]
+                        c1 = w1[kk]
+                        c2 = w2[kk]
+                        c3 = w3[kk]
+                        o = v[kk]
+                        p = g[kk]
+                        y = x0 + c0
+                        if y > o:
+                            o = y
+                            p = q0
+                        y = x1 + c1
+                        if y > o:
+                            o = y
+                            p = q1
+                        y = x2 + c2
+                        if y > o:
+                            o = y
+                            p = q2
+                        y = x3 + c3
+                        if y > o:
+                            o = y
+                            p = q3
+                        v[kk] = o
+                        g[kk] = p
+                        o = u[kk]
+                        p = h[kk]
+                        y = z0 + c0
+                        if y > o:
+                            o = y
+                            p = q0
+                        y = z1 + c1
+                        if y > o:
+                            o = y
+                            p = q1
+                        y = z2 + c2
+                        if y > o:
+                            o = y
+                            p = q2
+                        y = z3 + c3
+                        if y > o:
+                            o = y
+                            p = q3
+                        u[kk] = o
+                        h[kk] = p
+                vo = val[b, r0]
+                go = arg[b, r0]
+                for kk in range(n):
+                    vo[k0 + kk] = v[kk]
+                    go[k0 + kk] = g[kk]
+                if r1 != r0:
+                    vo = val[b, r1]
+                    go = arg[b, r1]
+                    for kk in range(n):
+                        vo[k0 + kk] = u[kk]
+                        go[k0 + kk] = h[kk]
+        t = te
+
+
+@njit(cache=True, parallel=True)
+def _maxplus_par(a, wT, ia, iw, val, arg, nchunks, neg):
+    n = ia.shape[0] * a.shape[1]
+    for c in prange(nchunks):
+        _maxplus_rows(a, wT, ia, iw, val, arg, c * n // nchunks, (c + 1) * n // nchunks, neg)
+
+
+# ---- k-best -------------------------------------------------------------------------------
+
+
+@njit(cache=True, nogil=True)
+def _kbest_rows(a, wT, ia, iw, val, arg, worst, t0, t1):
+    r = a.shape[1]
+    j = a.shape[2]
+    K = a.shape[3]
+    k = wT.shape[2]
+    for t in range(t0, t1):
+        b = t // r
+        row = t - b * r
+        ar = a[ia[b], row]
+        w = wT[iw[b]]
+        v = val[b, row]
+        g = arg[b, row]
+        for kk in range(k):
+            worst[kk] = _NEG
+            for q in range(K):
+                v[kk, q] = _NEG
+                g[kk, q] = 0
+        for jj in range(j):
+            x0 = ar[jj, 0]
+            if x0 == _NEG:
+                continue
+            wr = w[jj]
+            for kk in range(k):
+                wv = wr[kk]
+                if not (x0 + wv > worst[kk]):
+                    continue
+                vk = v[kk]
+                gk = g[kk]
+                for q in range(K):
+                    y = ar[jj, q] + wv
+                    if not (y > vk[K - 1]):
+                        break  # a[jj, :] is descending: no later q can enter either
+                    p = K - 1
+                    while p > 0 and y > vk[p - 1]:
+                        vk[p] = vk[p - 1]
+                        gk[p] = gk[p - 1]
+                        p -= 1
+                    vk[p] = y
+                    gk[p] = jj * K + q
+                worst[kk] = vk[K - 1]
+
+
+@njit(cache=True, parallel=True)
+def _kbest_par(a, wT, ia, iw, val, arg, nchunks):
+    n = ia.shape[0] * a.shape[1]
+    k = wT.shape[2]
+    for c in prange(nchunks):
+        worst = np.empty(k, dtype=a.dtype)
+        _kbest_rows(a, wT, ia, iw, val, arg, worst, c * n // nchunks, (c + 1) * n // nchunks)
+
+
+# ---- signed max / min ---------------------------------------------------------------------
+#
+# "No candidate yet" is read off the running pair itself: (−inf, +inf) can only hold
+# before the first candidate (any candidate y gives max ≥ y ≥ min). The update is a
+# chain of selects (no masked stores), vectorised over k.
+
+
+@njit(cache=True, nogil=True)
+def _signed_rows(a, wT, ia, iw, val, arg, t0, t1, neg, pos):
+    r = a.shape[1]
+    j = a.shape[2]
+    k = wT.shape[2]
+    hi = np.empty(k, dtype=a.dtype)
+    lo = np.empty(k, dtype=a.dtype)
+    ghi = np.empty(k, dtype=np.int32)
+    glo = np.empty(k, dtype=np.int32)
+    for t in range(t0, t1):
+        b = t // r
+        row = t - b * r
+        ar = a[ia[b], row]
+        w = wT[iw[b]]
+        for kk in range(k):
+            hi[kk] = neg
+            lo[kk] = pos
+            ghi[kk] = 0
+            glo[kk] = 0
+        for jj in range(j):
+            a0 = ar[jj, 0]
+            a1 = ar[jj, 1]
+            f0 = np.isfinite(a0)
+            f1 = np.isfinite(a1)
+            if not (f0 or f1):
+                continue
+            wr = w[jj]
+            q0 = np.int32(2 * jj)
+            q1 = np.int32(2 * jj + 1)
+            for kk in range(k):
+                wv = wr[kk]
+                nz = wv != 0
+                mx = hi[kk]
+                mn = lo[kk]
+                gx = ghi[kk]
+                gn = glo[kk]
+                y = wv * a0
+                ok = nz & f0
+                fresh = (mx == neg) & (mn == pos)
+                th = ok & ((y > mx) | fresh)
+                tl = ok & ((y < mn) | fresh)
+                if th:
+                    mx = y
+                    gx = q0
+                if tl:
+                    mn = y
+                    gn = q0
+                y = wv * a1
+                ok = nz & f1
+                fresh = (mx == neg) & (mn == pos)
+                th = ok & ((y > mx) | fresh)
+                tl = ok & ((y < mn) | fresh)
+                if th:
+                    mx = y
+                    gx = q1
+                if tl:
+                    mn = y
+                    gn = q1
+                hi[kk] = mx
+                lo[kk] = mn
+                ghi[kk] = gx
+                glo[kk] = gn
+        vo = val[b, row]
+        go = arg[b, row]
+        for kk in range(k):
+            vo[kk, 0] = hi[kk]
+            vo[kk, 1] = lo[kk]
+            go[kk, 0] = ghi[kk]
+            go[kk, 1] = glo[kk]
+
+
+@njit(cache=True, parallel=True)
+def _signed_par(a, wT, ia, iw, val, arg, nchunks, neg, pos):
+    n = ia.shape[0] * a.shape[1]
+    for c in prange(nchunks):
+        _signed_rows(a, wT, ia, iw, val, arg, c * n // nchunks, (c + 1) * n // nchunks, neg, pos)
+
+
+# ---- drivers ------------------------------------------------------------------------------
+
+
+def _nchunks(rows: int, work: int) -> int:
+    """How many pieces to split ``rows`` into: 0 means run serially on this thread."""
+    if work < PARALLEL_MIN_WORK or rows < 2:
+        return 0
+    return min(rows, 4 * numba.get_num_threads())
+
+
+def _setup(name: str, a: Array, w: Array, a_core: int) -> tuple[Array, Array, Array, Array, tuple[int, ...]]:
+    af, wf, ia, iw, batch = prepare(name, a, w, a_core)
+    af = np.ascontiguousarray(af)
+    wT = np.ascontiguousarray(wf.transpose(0, 2, 1))  # (Bw, j, k): k innermost
+    return af, wT, np.ascontiguousarray(ia), np.ascontiguousarray(iw), batch
+
+
+def maxplus_vecmat(a: Array, logw: Array) -> tuple[Array, Array]:
+    """Numba max-plus vecmat; same contract as :func:`semitorch.kernels.reference.maxplus_vecmat`."""
+    af, wT, ia, iw, batch = _setup("maxplus_vecmat", a, logw, 2)
+    nb, r, j = ia.shape[0], af.shape[1], af.shape[2]
+    k = wT.shape[2]
+    val = np.empty((nb, r, k), dtype=af.dtype)
+    arg = np.empty((nb, r, k), dtype=np.int64)
+    rows = nb * r
+    if j == 0 or rows == 0 or k == 0:
+        val.fill(-np.inf)
+        arg.fill(0)
+        return val.reshape(batch + (r, k)), arg.reshape(batch + (r, k))
+    jp = -(-j // 4) * 4
+    if jp != j:  # pad to whole groups of 4 columns with −inf (never a winner)
+        af = np.concatenate([af, np.full(af.shape[:2] + (jp - j,), -np.inf, dtype=af.dtype)], axis=2)
+    neg = af.dtype.type(-np.inf)
+    nch = _nchunks(rows, rows * k * j)
+    if nch:
+        _maxplus_par(af, wT, ia, iw, val, arg, nch, neg)
+    else:
+        _maxplus_rows(af, wT, ia, iw, val, arg, 0, rows, neg)
+    return val.reshape(batch + (r, k)), arg.reshape(batch + (r, k))
+
+
+def kbest_vecmat(a: Array, logw: Array) -> tuple[Array, Array]:
+    """Numba k-best vecmat; same contract as :func:`semitorch.kernels.reference.kbest_vecmat`."""
+    af, wT, ia, iw, batch = _setup("kbest_vecmat", a, logw, 3)
+    nb, r, j, K = ia.shape[0], af.shape[1], af.shape[2], af.shape[3]
+    k = wT.shape[2]
+    val = np.empty((nb, r, k, K), dtype=af.dtype)
+    arg = np.empty((nb, r, k, K), dtype=np.int64)
+    rows = nb * r
+    if K == 0:
+        return val.reshape(batch + (r, k, K)), arg.reshape(batch + (r, k, K))
+    nch = _nchunks(rows, rows * k * j)
+    if nch:
+        _kbest_par(af, wT, ia, iw, val, arg, nch)
+    elif rows and k:
+        _kbest_rows(af, wT, ia, iw, val, arg, np.empty(k, dtype=af.dtype), 0, rows)
+    return val.reshape(batch + (r, k, K)), arg.reshape(batch + (r, k, K))
+
+
+def signed_vecmat(a: Array, w: Array) -> tuple[Array, Array]:
+    """Numba signed max/min vecmat; same contract as :func:`semitorch.kernels.reference.signed_vecmat`."""
+    af, wT, ia, iw, batch = _setup("signed_vecmat", a, w, 3)
+    nb, r, j = ia.shape[0], af.shape[1], af.shape[2]
+    k = wT.shape[2]
+    val = np.empty((nb, r, k, 2), dtype=af.dtype)
+    arg = np.empty((nb, r, k, 2), dtype=np.int64)
+    rows = nb * r
+    neg, pos = af.dtype.type(-np.inf), af.dtype.type(np.inf)
+    nch = _nchunks(rows, rows * k * j * 2)
+    if nch:
+        _signed_par(af, wT, ia, iw, val, arg, nch, neg, pos)
+    elif rows and k:
+        _signed_rows(af, wT, ia, iw, val, arg, 0, rows, neg, pos)
+    return val.reshape(batch + (r, k, 2)), arg.reshape(batch + (r, k, 2))
+
+
+def warmup() -> None:
+    """Compile (or load from cache) the serial and parallel kernels for float32 and float64."""
+    saved = globals()["PARALLEL_MIN_WORK"]
+    try:
+        for dt in (np.float32, np.float64):
+            a = np.zeros((2, 2), dtype=dt)
+            ak = np.zeros((2, 2, 2), dtype=dt)
+            w = np.ones((2, 2), dtype=dt)
+            for thr in (1 << 62, 0):  # serial worker, then the parallel driver
+                globals()["PARALLEL_MIN_WORK"] = thr
+                maxplus_vecmat(a, w)
+                kbest_vecmat(ak, w)
+                signed_vecmat(ak, w)
+    finally:
+        globals()["PARALLEL_MIN_WORK"] = saved

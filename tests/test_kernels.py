@@ -1,0 +1,324 @@
+"""Semiring matmul kernels: numba vs the chunked numpy reference vs naive oracles written here.
+
+The oracles build the full candidate array (numpy broadcast-and-reduce for max-plus)
+or enumerate candidates one by one in Python (k-best, signed), on small shapes drawn
+by Hypothesis: broadcast batch dims, r/j/k of 1, all −inf rows, ties (small integer
+values), zeros in w. Every comparison is exact (values and arg indices).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as hst
+
+from semitorch import kernels
+from semitorch.kernels import numba_cpu, reference
+
+NEG = -np.inf
+DTYPES = [np.float32, np.float64]
+
+
+# ---- oracles ------------------------------------------------------------------------------
+
+
+def oracle_maxplus(a: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Full (..., r, k, j) candidates, then max / first argmax."""
+    c = a[..., :, None, :] + w[..., None, :, :]
+    if c.shape[-1] == 0:
+        return np.full(c.shape[:-1], NEG, c.dtype), np.zeros(c.shape[:-1], np.int64)
+    val = c.max(axis=-1)
+    arg = np.where(val == NEG, 0, c.argmax(axis=-1))
+    return val, arg
+
+
+def _cells(a: np.ndarray, w: np.ndarray, a_core: int):
+    """Yield (out index, a cell (j, ...), w row (k, j)) per output batch entry and row r."""
+    batch = np.broadcast_shapes(a.shape[: a.ndim - a_core], w.shape[:-2])
+    ab = np.broadcast_to(a, batch + a.shape[a.ndim - a_core :])
+    wb = np.broadcast_to(w, batch + w.shape[-2:])
+    for bi in np.ndindex(*batch):
+        for r in range(ab.shape[len(batch)]):
+            yield batch, bi + (r,), ab[bi + (r,)], wb[bi]
+
+
+def oracle_kbest(a: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Enumerate every (j, q) candidate in Python; sort by (value descending, index ascending)."""
+    K = a.shape[-1]
+    batch = np.broadcast_shapes(a.shape[:-3], w.shape[:-2])
+    shape = batch + (a.shape[-3], w.shape[-2], K)
+    val = np.full(shape, NEG, np.result_type(a, w))
+    arg = np.zeros(shape, np.int64)
+    for _, idx, cell, wm in _cells(a, w, 3):  # cell (j, K), wm (k, j)
+        for k in range(wm.shape[0]):
+            cands = [(cell[j, q] + wm[k, j], j * K + q) for j in range(cell.shape[0]) for q in range(K)]
+            cands.sort(key=lambda t: (-t[0], t[1]))
+            for p, (v, i) in enumerate(cands[:K]):
+                val[idx + (k, p)] = v
+                arg[idx + (k, p)] = i if v > NEG else 0
+    return val, arg
+
+
+def oracle_signed(a: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Enumerate the candidates w·a (w ≠ 0, a finite) in index order; first strict max / min wins."""
+    batch = np.broadcast_shapes(a.shape[:-3], w.shape[:-2])
+    shape = batch + (a.shape[-3], w.shape[-2], 2)
+    dt = np.result_type(a, w)
+    val = np.empty(shape, dt)
+    val[..., 0], val[..., 1] = NEG, np.inf
+    arg = np.zeros(shape, np.int64)
+    for _, idx, cell, wm in _cells(a, w, 3):  # cell (j, 2), wm (k, j)
+        for k in range(wm.shape[0]):
+            cands = [
+                (dt.type(wm[k, j] * cell[j, c]), 2 * j + c)
+                for j in range(cell.shape[0])
+                for c in range(2)
+                if wm[k, j] != 0 and np.isfinite(cell[j, c])
+            ]
+            if cands:
+                hi = max(cands, key=lambda t: (t[0], -t[1]))
+                lo = min(cands, key=lambda t: (t[0], t[1]))
+                val[idx + (k, 0)], arg[idx + (k, 0)] = hi
+                val[idx + (k, 1)], arg[idx + (k, 1)] = lo
+    return val, arg
+
+
+# ---- strategies ---------------------------------------------------------------------------
+
+
+@hst.composite
+def batch_shapes(draw: hst.DrawFn) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Two batch shapes that broadcast: a common shape with dims dropped (leading) or set to 1."""
+    full = draw(hst.lists(hst.integers(1, 3), min_size=0, max_size=2))
+
+    def operand() -> tuple[int, ...]:
+        lead = draw(hst.integers(0, len(full)))
+        return tuple(1 if draw(hst.booleans()) else n for n in full[lead:])
+
+    return operand(), operand()
+
+
+def _values(draw: hst.DrawFn, shape: tuple[int, ...], dtype: type, p_neg: float) -> np.ndarray:
+    """Small integers (many ties) with some −inf; sometimes whole −inf rows along the last-but-one axis."""
+    n = int(np.prod(shape))
+    ints = draw(hst.lists(hst.integers(-3, 3), min_size=n, max_size=n))
+    x = np.array(ints, dtype=dtype).reshape(shape) / 2
+    seed = draw(hst.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    x[rng.random(shape) < p_neg] = NEG
+    if len(shape) >= 2 and draw(hst.booleans()):
+        x[..., rng.integers(shape[-2]), :] = NEG  # one all −inf row
+    return x
+
+
+dims = hst.integers(1, 5)
+
+
+@hst.composite
+def maxplus_case(draw: hst.DrawFn) -> tuple[np.ndarray, np.ndarray]:
+    """(a (..., r, j), logw (..., k, j))."""
+    (ba, bw), dt = draw(batch_shapes()), draw(hst.sampled_from(DTYPES))
+    r, j, k = draw(dims), draw(dims), draw(dims)
+    return _values(draw, ba + (r, j), dt, 0.2), _values(draw, bw + (k, j), dt, 0.2)
+
+
+@hst.composite
+def kbest_case(draw: hst.DrawFn) -> tuple[np.ndarray, np.ndarray]:
+    """(a (..., r, j, K) sorted descending, logw (..., k, j))."""
+    (ba, bw), dt = draw(batch_shapes()), draw(hst.sampled_from(DTYPES))
+    r, j, k, K = draw(dims), draw(dims), draw(dims), draw(hst.integers(1, 4))
+    a = -np.sort(-_values(draw, ba + (r, j, K), dt, 0.25), axis=-1)
+    return a, _values(draw, bw + (k, j), dt, 0.2)
+
+
+@hst.composite
+def signed_case(draw: hst.DrawFn) -> tuple[np.ndarray, np.ndarray]:
+    """(a (..., r, j, 2) (max, min) pairs with (−inf, +inf) for no path, w (..., k, j) with zeros)."""
+    (ba, bw), dt = draw(batch_shapes()), draw(hst.sampled_from(DTYPES))
+    r, j, k = draw(dims), draw(dims), draw(dims)
+    x = _values(draw, ba + (r, j, 2), dt, 0.0)
+    a = np.stack([x.max(axis=-1), x.min(axis=-1)], axis=-1)
+    none = _values(draw, ba + (r, j), dt, 0.25) == NEG
+    a[none] = (NEG, np.inf)
+    wv = np.array(draw(hst.lists(hst.sampled_from([-2.0, -1.0, -0.5, 0.0, 0.0, 0.5, 1.0, 2.0]), min_size=1)))
+    w = np.resize(wv, bw + (k, j)).astype(dt)
+    return a, w
+
+
+MODES = ["serial", "parallel"]
+
+
+@contextlib.contextmanager
+def forced(mode: str):
+    """The numba backend module, forced onto its serial worker or its prange driver."""
+    saved = numba_cpu.PARALLEL_MIN_WORK
+    numba_cpu.PARALLEL_MIN_WORK = 1 << 62 if mode == "serial" else 0
+    try:
+        yield numba_cpu
+    finally:
+        numba_cpu.PARALLEL_MIN_WORK = saved
+
+
+def _same(got: tuple[np.ndarray, np.ndarray], want: tuple[np.ndarray, np.ndarray], dtype: np.dtype) -> None:
+    v, i = got
+    assert v.dtype == dtype and i.dtype == np.int64
+    assert v.shape == want[0].shape and i.shape == want[1].shape
+    np.testing.assert_array_equal(v, want[0])
+    np.testing.assert_array_equal(i, want[1])
+
+
+# ---- the three kernels, three ways --------------------------------------------------------
+
+
+@given(case=maxplus_case(), chunk=hst.sampled_from([1, 7, 64, reference.CHUNK_ELEMS]))
+@pytest.mark.parametrize("mode", MODES)
+def test_maxplus(mode, case, chunk):
+    a, w = case
+    want = oracle_maxplus(a, w)
+    _same(reference.maxplus_vecmat(a, w, chunk_elems=chunk), want, a.dtype)
+    with forced(mode) as fast:
+        _same(fast.maxplus_vecmat(a, w), want, a.dtype)
+
+
+@given(case=kbest_case(), chunk=hst.sampled_from([1, 7, 64, reference.CHUNK_ELEMS]))
+@pytest.mark.parametrize("mode", MODES)
+def test_kbest(mode, case, chunk):
+    a, w = case
+    want = oracle_kbest(a, w)
+    _same(reference.kbest_vecmat(a, w, chunk_elems=chunk), want, a.dtype)
+    with forced(mode) as fast:
+        _same(fast.kbest_vecmat(a, w), want, a.dtype)
+
+
+@given(case=signed_case(), chunk=hst.sampled_from([1, 7, 64, reference.CHUNK_ELEMS]))
+@pytest.mark.parametrize("mode", MODES)
+def test_signed(mode, case, chunk):
+    a, w = case
+    want = oracle_signed(a, w)
+    _same(reference.signed_vecmat(a, w, chunk_elems=chunk), want, a.dtype)
+    with forced(mode) as fast:
+        _same(fast.signed_vecmat(a, w), want, a.dtype)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_larger_shapes_match_reference(mode, dtype):
+    """Shapes past the k-tile (512), odd row counts (row pairs), j not a multiple of 4, a batch of 3."""
+    rng = np.random.default_rng(0)
+    r, j, k = 7, 37, 1100
+    a = np.round(rng.normal(size=(3, r, j)) * 2).astype(dtype)
+    a[0, 2] = NEG
+    a[1, :, 5:] = NEG
+    w = np.round(rng.normal(size=(k, j)) * 2).astype(dtype)
+    w[:, 3] = NEG
+    with forced(mode) as fast:
+        _same(fast.maxplus_vecmat(a, w), oracle_maxplus(a, w), dtype)
+    ak = -np.sort(-np.round(rng.normal(size=(3, r, j, 3)) * 2), axis=-1).astype(dtype)
+    ak[1, 1, :, 1:] = NEG
+    with forced(mode) as fast:
+        _same(fast.kbest_vecmat(ak, w), reference.kbest_vecmat(ak, w), dtype)
+    a2 = np.sort(np.round(rng.normal(size=(3, r, j, 2)) * 2), axis=-1)[..., ::-1].astype(dtype)
+    a2[2, 3, :4] = (NEG, np.inf)
+    ws = np.round(rng.normal(size=(k, j))).astype(dtype)
+    with forced(mode) as fast:
+        _same(fast.signed_vecmat(a2, ws), reference.signed_vecmat(a2, ws), dtype)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_strided_and_broadcast_views(mode):
+    """Transposed, sliced and np.broadcast_to operands give the same as contiguous copies."""
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=(6, 5)).T[:, ::2]  # (5, 3), non-contiguous
+    w = np.broadcast_to(rng.normal(size=(4, 3)), (2, 4, 3))  # zero stride over the batch
+    want = oracle_maxplus(np.ascontiguousarray(a), np.ascontiguousarray(w))
+    with forced(mode) as fast:
+        _same(fast.maxplus_vecmat(a, w), want, np.dtype(np.float64))
+    _same(reference.maxplus_vecmat(a, w), want, np.dtype(np.float64))
+
+
+def test_empty_contraction_and_sizes():
+    """j = 0: no candidate (−inf / (−inf, +inf), arg 0); r = 0 or k = 0: empty outputs."""
+    for mod in (reference, numba_cpu):
+        v, i = mod.maxplus_vecmat(np.zeros((2, 0)), np.zeros((3, 0)))
+        assert v.shape == (2, 3) and np.all(v == NEG) and np.all(i == 0)
+        v, i = mod.signed_vecmat(np.zeros((2, 0, 2)), np.zeros((3, 0)))
+        assert np.all(v[..., 0] == NEG) and np.all(v[..., 1] == np.inf) and np.all(i == 0)
+        v, i = mod.kbest_vecmat(np.zeros((0, 4, 2)), np.zeros((3, 4)))
+        assert v.shape == (0, 3, 2) and i.shape == (0, 3, 2)
+        v, i = mod.maxplus_vecmat(np.zeros((2, 4)), np.zeros((0, 4)))
+        assert v.shape == (2, 0)
+
+
+def test_integer_inputs_promote_to_float64():
+    a = np.array([[1, 2]])
+    w = np.array([[3, 0], [0, 5]])
+    v, i = kernels.maxplus_vecmat(a, w)
+    assert v.dtype == np.float64
+    np.testing.assert_array_equal(v, [[4.0, 7.0]])
+    np.testing.assert_array_equal(i, [[0, 1]])
+
+
+# ---- memory bound of the reference --------------------------------------------------------
+
+
+@given(
+    nb=hst.integers(1, 4),
+    r=hst.integers(1, 9),
+    k=hst.integers(1, 9),
+    per=hst.integers(1, 12),
+    chunk=hst.integers(1, 200),
+)
+def test_blocks_cover_once_within_budget(nb, r, k, per, chunk):
+    """Blocks tile (batch, rows, columns) exactly once, each within the budget unless it is a single entry."""
+    seen = np.zeros((nb, r, k), dtype=int)
+    for bs, rs, ks in reference.blocks(nb, r, k, per, chunk):
+        seen[bs, rs, ks] += 1
+        size = (bs.stop - bs.start) * (rs.stop - rs.start) * (ks.stop - ks.start)
+        assert size * per <= chunk or size == 1
+    assert np.all(seen == 1)
+
+
+# ---- dispatch and errors ------------------------------------------------------------------
+
+
+def test_backend_is_numba_here_and_dispatches():
+    """numba is a test dependency: the dispatch serves numpy float arrays with it."""
+    assert kernels.BACKEND == "numba"
+    a = np.zeros((2, 3), np.float32)
+    assert kernels._use_fast(a, a) is numba_cpu
+    assert kernels._use_fast(a.astype(np.float16), a.astype(np.float16)) is None  # reference for float16
+    assert kernels.warmup() == "numba"
+
+
+def test_env_var_forces_reference():
+    code = (
+        "import numpy as np, semitorch.kernels as K; "
+        "v, i = K.maxplus_vecmat(np.zeros((2, 3)), np.ones((4, 3))); "
+        "print(K.BACKEND, K._use_fast(v, v), v.shape)"
+    )
+    env = dict(os.environ, SEMITORCH_KERNELS="numpy")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["numpy", "None", "(2,", "4)"]
+    env["SEMITORCH_KERNELS"] = "fortran"
+    bad = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False)
+    assert bad.returncode != 0 and "SEMITORCH_KERNELS='fortran'" in bad.stderr
+
+
+@pytest.mark.parametrize("mod", [reference, numba_cpu, kernels], ids=["reference", "numba", "dispatch"])
+def test_bad_shapes_name_the_kernel_and_shapes(mod):
+    with pytest.raises(ValueError, match=r"maxplus_vecmat: contraction sizes differ: a \(2, 3\).*w \(4, 5\)"):
+        mod.maxplus_vecmat(np.zeros((2, 3)), np.zeros((4, 5)))
+    with pytest.raises(ValueError, match=r"kbest_vecmat: batch dims do not broadcast: a \(2, 1, 3, 2\).*w \(3, 4, 3\)"):
+        mod.kbest_vecmat(np.zeros((2, 1, 3, 2)), np.zeros((3, 4, 3)))
+    with pytest.raises(ValueError, match=r"signed_vecmat: a must be \(\.\.\., r, j, 2\).*\(2, 3, 3\)"):
+        mod.signed_vecmat(np.zeros((2, 3, 3)), np.zeros((4, 3)))
+    with pytest.raises(ValueError, match=r"maxplus_vecmat: a must have at least 2 dims.*a \(3,\)"):
+        mod.maxplus_vecmat(np.zeros(3), np.zeros((4, 3)))
+    with pytest.raises(ValueError, match=r"kbest_vecmat: a must have at least 3 dims.*a \(2, 3\)"):
+        mod.kbest_vecmat(np.zeros((2, 3)), np.zeros((4, 3)))
