@@ -26,27 +26,47 @@ def _try_cupy() -> ModuleType | None:
     return _cupy
 
 
+_DEVICE_TYPES: dict[type, Any] = {}  # stand-in device array types -> their namespace (register_device_array)
+
+
+def register_device_array(cls: type, namespace: Any) -> None:
+    """Treat arrays of type ``cls`` as device ('cuda') arrays served by the array namespace ``namespace``.
+
+    For tests: a CPU stand-in for cupy arrays (e.g. one that forbids every host
+    conversion) runs the device code paths without a GPU. ``namespace`` must offer
+    the numpy functions the ops use, plus ``erf``.
+    """
+    _DEVICE_TYPES[cls] = namespace
+
+
 def is_cupy_array(a: Any) -> bool:
     """True if ``a`` is a cupy ndarray (without importing cupy when it is not loaded)."""
     return type(a).__module__.startswith("cupy")
 
 
+def is_device_array(a: Any) -> bool:
+    """True if ``a`` lives on the 'cuda' device: a cupy array, or a registered stand-in."""
+    return is_cupy_array(a) or type(a) in _DEVICE_TYPES
+
+
 def xp_of(*arrays: Any) -> ModuleType:
     """The array namespace (numpy or cupy) of the given arrays.
 
-    Python scalars and ``None`` are ignored. Mixing numpy and cupy arrays raises a
-    ``ValueError`` naming both devices.
+    Python and numpy scalars and ``None`` are ignored. Mixing host (numpy) and device
+    (cupy) arrays raises a ``ValueError`` naming both devices.
     """
     found = None
     for a in arrays:
-        if a is None or isinstance(a, (int, float, bool, complex)):
+        if a is None or isinstance(a, (int, float, bool, complex, np.generic)):
             continue
-        cp = is_cupy_array(a)
+        dev = type(a) if is_device_array(a) else None
         if found is None:
-            found = cp
-        elif found != cp:
+            found = dev
+        elif (found is None) != (dev is None):
             raise ValueError("arrays on different devices: cpu (numpy) and cuda (cupy) mixed in one op")
-    if found:
+    if found is not None:
+        if found in _DEVICE_TYPES:
+            return _DEVICE_TYPES[found]
         cupy = _try_cupy()
         assert cupy is not None
         return cupy
@@ -54,12 +74,14 @@ def xp_of(*arrays: Any) -> ModuleType:
 
 
 def device_of(a: Any) -> str:
-    """'cuda' for a cupy array, 'cpu' otherwise."""
-    return "cuda" if is_cupy_array(a) else "cpu"
+    """'cuda' for a device (cupy) array, 'cpu' otherwise."""
+    return "cuda" if is_device_array(a) else "cpu"
 
 
 def erf(x: Any) -> Any:
     """Elementwise error function in the array's own namespace (scipy/cupyx when present)."""
+    if type(x) in _DEVICE_TYPES:
+        return _DEVICE_TYPES[type(x)].erf(x)
     if is_cupy_array(x):
         from cupyx.scipy.special import erf as _cerf  # noqa: PLC0415
 
@@ -73,7 +95,7 @@ def erf(x: Any) -> Any:
 
 def to_numpy(a: Any) -> np.ndarray:
     """A host (numpy) copy of ``a``; a no-op for numpy arrays."""
-    if is_cupy_array(a):
+    if is_device_array(a):
         return a.get()
     return np.asarray(a)
 

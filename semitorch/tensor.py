@@ -302,12 +302,12 @@ def tensor(data: Any, requires_grad: bool = False, dtype: Any = None, device: st
         data = data.data
     if device is not None and device not in ("cpu", "cuda"):
         raise ValueError(f"unknown device {device!r}: expected 'cpu' or 'cuda'")
-    if backend.is_cupy_array(data) and device != "cpu":
+    if backend.is_device_array(data) and device != "cpu":
         arr = data if dtype is None else data.astype(dtype)
     elif device == "cuda":
         arr = backend.to_device(np.asarray(data, dtype=dtype), "cuda")
     else:
-        arr = np.array(backend.to_numpy(data) if backend.is_cupy_array(data) else data, dtype=dtype)
+        arr = np.array(backend.to_numpy(data) if backend.is_device_array(data) else data, dtype=dtype)
     return Tensor(arr, requires_grad=requires_grad)
 
 
