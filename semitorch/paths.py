@@ -22,7 +22,7 @@ from . import backend
 from .backprop import _EDGE_SHIFT, _POS_MASK, BackwardResult, backward
 from .semirings.kbest import KBest
 from .semirings.maxproduct import MaxProduct
-from .tape import Node
+from .tape import Node, topological_order
 from .tensor import Tensor
 
 
@@ -125,12 +125,16 @@ def read_path(result: BackwardResult, tensor: Tensor, entry: int) -> Path:
     sr = result.semiring
     if not getattr(sr, "selective", False) or not hasattr(sr, "step_weight"):
         raise TypeError(f"read_path: the semiring {type(sr).__name__} keeps no backpointers (use MaxProduct or KBest)")
-    if id(tensor) not in result.records:
-        raise ValueError(
-            f"read_path: no values kept for the tensor of shape {tensor.shape}: run st.backward(..., keep=True) "
-            "with this tensor among the inputs (and connected to the output)"
-        )
     vsize = math.prod(sr.vshape)
+    if id(tensor) not in result.records:
+        if result.output is None or any(t is tensor for t in topological_order(result.output)):
+            raise ValueError(
+                f"read_path: no values kept for the tensor of shape {tensor.shape}: run st.backward(..., keep=True) "
+                "with this tensor among the inputs"
+            )
+        if not 0 <= entry < tensor.size * vsize:
+            raise IndexError(f"read_path: entry {entry} is out of range for a tensor of shape {tensor.shape}")
+        return _no_path(tensor, *divmod(int(entry), vsize))  # not connected to the output at all
     vals, bps = result.records[id(tensor)]
     if not 0 <= entry < vals.size:
         raise IndexError(f"read_path: entry {entry} is out of range for values of shape {tuple(vals.shape)}")

@@ -30,6 +30,9 @@ class Count(Semiring):
 
     name = "count"
 
+    def __repr__(self) -> str:
+        return "Count()"
+
     def value_dtype(self, dtype: Any) -> Any:
         """Always float64."""
         return np.dtype(np.float64)
@@ -89,6 +92,9 @@ class LogCount(Log):
     """
 
     name = "logcount"
+
+    def __repr__(self) -> str:
+        return "LogCount()"
 
     def value_dtype(self, dtype: Any) -> Any:
         """Always float64."""

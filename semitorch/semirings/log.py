@@ -112,6 +112,9 @@ class Log(Semiring):
 
     name = "log"
 
+    def __repr__(self) -> str:
+        return "Log()"
+
     def zeros(self, xp: Any, shape: tuple[int, ...], dtype: Any) -> Array:
         """−∞ everywhere."""
         return xp.full(shape, -xp.inf, dtype=dtype)

@@ -35,6 +35,10 @@ class SignedMax(Semiring):
     """
 
     name = "signedmax"
+
+    def __repr__(self) -> str:
+        return "SignedMax()"
+
     selective = True
     vshape = (2,)
 
