@@ -24,8 +24,13 @@ from .reference import prepare
 
 Array = Any
 
-PARALLEL_MIN_WORK = 1 << 16
-"""Below this many candidate evaluations a call runs on the calling thread only."""
+PARALLEL_MIN_WORK = 1 << 20
+"""Below this many candidate evaluations a call runs on the calling thread only.
+
+A parallel region costs tens of µs when cores are free, and milliseconds when they
+are oversubscribed (OpenMP workers wait for descheduled peers), so only work of
+about a millisecond or more is split over threads.
+"""
 
 _NEG = -np.inf
 _POS = np.inf

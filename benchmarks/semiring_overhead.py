@@ -1,0 +1,196 @@
+"""Semiring overhead: one backward pass per semiring on a 6-layer BERT encoder, timed against Real.
+
+Builds ``semitorch.nn.bert.BertEncoder`` (6 layers, hidden 384, 12 heads, FFN 1536,
+random weights, float32, eval mode), runs ONE forward on random embeddings
+(batch 1, seq 32), then times ``st.grad(out, [embeddings], semiring=...)`` for each
+semiring, interleaved round by round, and prints medians and each one's time
+divided by Real's, next to the targets. It also measures, in the same run, the
+max-plus kernel's throughput (G max-add/s) against numpy's BLAS matmul (GFLOP/s)
+on the same shapes, and (``--profile``) where a semiring backward spends its time.
+
+    python benchmarks/semiring_overhead.py            # full run
+    python benchmarks/semiring_overhead.py --quick    # smoke run (2 layers, few repeats)
+    python benchmarks/semiring_overhead.py --profile MaxProduct --profile KBest
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import os
+import pstats
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+import semitorch as st
+from semitorch import kernels
+from semitorch.nn.bert import BertConfig, BertEncoder
+
+TARGETS = {"Log": 2.0, "Entropy": 2.5, "MaxProduct": 4.0, "KBest(5)": 15.0}
+
+
+def semirings() -> dict[str, st.Semiring]:
+    """The semirings to time, by display name (Real first: the reference)."""
+    S = st.semirings
+    return {
+        "Real": S.Real(),
+        "Log": S.Log(),
+        "Entropy": S.Entropy(),
+        "MaxProduct": S.MaxProduct(),
+        "KBest(5)": S.KBest(5),
+        "SignedMax": S.SignedMax(),
+        "Count": S.Count(),
+    }
+
+
+def build(layers: int, hidden: int, heads: int, ffn: int, seq: int, seed: int = 0) -> tuple[st.Tensor, st.Tensor]:
+    """One forward of a random encoder stack; returns (scalar output, embeddings leaf)."""
+    cfg = BertConfig(
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=ffn,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
+    enc = BertEncoder(cfg).eval()
+    rng = np.random.default_rng(seed)
+    emb = st.tensor(rng.standard_normal((1, seq, hidden)).astype(np.float32), requires_grad=True)  # (1, T, C)
+    h, _, _ = enc(emb)  # (1, T, C)
+    probe = st.tensor(rng.standard_normal(hidden).astype(np.float32))  # (C,)
+    out = (h[0, 0] * probe).sum()  # a scalar read from the first token's final state
+    return out, emb
+
+
+def median_time(fn: Callable[[], Any], n: int) -> float:
+    """Median wall time of ``n`` calls (after one warm-up call)."""
+    fn()
+    ts = []
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return statistics.median(ts)
+
+
+def kernel_throughput(shapes: list[tuple[int, int, int]], reps: int) -> list[str]:
+    """Max-plus kernel (G max-add/s) and BLAS matmul (GFLOP/s) on the same (r, j, k), interleaved."""
+    rng = np.random.default_rng(1)
+    lines = [f"kernel throughput (float32, backend {kernels.BACKEND}; medians of {reps}, interleaved):"]
+    for r, j, k in shapes:
+        a = rng.standard_normal((r, j)).astype(np.float32)
+        w = rng.standard_normal((k, j)).astype(np.float32)
+        wt = np.ascontiguousarray(w.T)
+        ak = -np.sort(-rng.standard_normal((r, j, 5)).astype(np.float32), axis=-1)
+        a2 = np.stack([np.abs(a), -np.abs(a)], axis=-1)
+        fns = {
+            "blas": lambda a=a, wt=wt: a @ wt,
+            "maxplus": lambda a=a, w=w: kernels.maxplus_vecmat(a, w),
+            "kbest5": lambda ak=ak, w=w: kernels.kbest_vecmat(ak, w),
+            "signed": lambda a2=a2, w=w: kernels.signed_vecmat(a2, w),
+        }
+        ts: dict[str, list[float]] = {n: [] for n in fns}
+        for f in fns.values():
+            f()
+        for _ in range(reps):
+            for n, f in fns.items():
+                t = time.perf_counter()
+                f()
+                ts[n].append(time.perf_counter() - t)
+        med = {n: statistics.median(v) for n, v in ts.items()}
+        ops_ = r * j * k
+        lines.append(
+            f"  ({r}, {j}) x ({j}, {k}): BLAS {2 * ops_ / med['blas'] / 1e9:7.2f} GFLOP/s | "
+            f"max-plus {ops_ / med['maxplus'] / 1e9:6.2f} G max-add/s "
+            f"({med['maxplus'] / med['blas']:5.1f}x BLAS time) | "
+            f"k-best(5) {med['kbest5'] / med['blas']:6.1f}x | signed {med['signed'] / med['blas']:6.1f}x"
+        )
+    return lines
+
+
+def time_semirings(out: st.Tensor, emb: st.Tensor, rounds: int) -> dict[str, list[float]]:
+    """Interleaved rounds: each round runs every semiring's backward once (after one warm-up each)."""
+    srs = semirings()
+    for sr in srs.values():
+        st.grad(out, [emb], semiring=sr)
+    ts: dict[str, list[float]] = {n: [] for n in srs}
+    for _ in range(rounds):
+        for n, sr in srs.items():
+            t = time.perf_counter()
+            st.grad(out, [emb], semiring=sr)
+            ts[n].append(time.perf_counter() - t)
+    return ts
+
+
+def profile(out: st.Tensor, emb: st.Tensor, name: str, top: int = 18) -> list[str]:
+    """cProfile of one backward under semiring ``name``: the top functions by own time."""
+    sr = semirings()[name]
+    st.grad(out, [emb], semiring=sr)
+    pr = cProfile.Profile()
+    pr.enable()
+    st.grad(out, [emb], semiring=sr)
+    pr.disable()
+    s = io.StringIO()
+    stats = pstats.Stats(pr, stream=s)
+    total = stats.total_tt
+    rows = []
+    for (file, line, fn), (_cc, nc, tt, ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
+        rows.append((tt, ct, nc, f"{file.split('semitorch/')[-1]}:{line}({fn})"))
+    rows.sort(reverse=True)
+    lines = [f"profile of one {name} backward: {total * 1e3:.1f} ms total; top functions by own time:"]
+    lines.append(f"  {'own ms':>8} {'share':>6} {'cum ms':>8} {'calls':>6}  function")
+    for tt, ct, nc, where in rows[:top]:
+        lines.append(f"  {tt * 1e3:8.2f} {tt / total:6.1%} {ct * 1e3:8.2f} {nc:6d}  {where}")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; prints a table; returns 0."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="smoke run: 2 layers, few repeats")
+    p.add_argument("--rounds", type=int, default=None, help="interleaved timing rounds (default 15, quick 3)")
+    p.add_argument("--profile", action="append", default=None, help="also cProfile one backward of this semiring")
+    p.add_argument("--no-kernels", action="store_true", help="skip the kernel-throughput table")
+    args = p.parse_args(argv)
+    layers = 2 if args.quick else 6
+    rounds = args.rounds or (3 if args.quick else 15)
+
+    print(f"load average at start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs (timings are wall-clock)")
+    t0 = time.perf_counter()
+    backend = kernels.warmup()
+    print(f"kernels: backend {backend}, warmup {time.perf_counter() - t0:.2f} s")
+
+    if not args.no_kernels:
+        shapes = [(32, 384, 1536), (32, 1536, 384), (32, 384, 384)]
+        for line in kernel_throughput(shapes[:1] if args.quick else shapes, 3 if args.quick else 15):
+            print(line)
+
+    out, emb = build(layers, 384, 12, 1536, 32)
+    print(f"\nmodel: {layers}-layer encoder, hidden 384, 12 heads, FFN 1536, seq 32, batch 1, float32")
+    ts = time_semirings(out, emb, rounds)
+    real = statistics.median(ts["Real"])
+    print(f"backward st.grad(out, [embeddings]): medians of {rounds} interleaved rounds")
+    print(f"  {'semiring':<11} {'median ms':>10} {'/ Real':>8} {'target':>8}")
+    for n, v in ts.items():
+        m = statistics.median(v)
+        tgt = TARGETS.get(n)
+        mark = "" if tgt is None else ("  ok" if m / real <= tgt else "  MISSED")
+        print(f"  {n:<11} {m * 1e3:10.2f} {m / real:8.2f} {'' if tgt is None else f'<= {tgt:g}':>8}{mark}")
+
+    print(f"load average at end: {os.getloadavg()[0]:.2f}")
+
+    for name in args.profile or []:
+        print()
+        for line in profile(out, emb, name):
+            print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
