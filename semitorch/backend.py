@@ -56,12 +56,13 @@ def xp_of(*arrays: Any) -> ModuleType:
     (cupy) arrays raises a ``ValueError`` naming both devices.
     """
     found = None
+    seen = False  # found is None both before the first array and after a host one
     for a in arrays:
         if a is None or isinstance(a, (int, float, bool, complex, np.generic)):
             continue
         dev = type(a) if is_device_array(a) else None
-        if found is None:
-            found = dev
+        if not seen:
+            found, seen = dev, True
         elif (found is None) != (dev is None):
             raise ValueError("arrays on different devices: cpu (numpy) and cuda (cupy) mixed in one op")
     if found is not None:
