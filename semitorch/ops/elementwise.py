@@ -206,6 +206,7 @@ def where(cond: Any, a: Any, b: Any) -> Tensor:
     """``a`` where ``cond`` else ``b`` (broadcasting). Edges: [cond] to a, [¬cond] to b."""
     c = data(cond)
     m = xp("where", c, a, b)
+    c = m.asarray(c).astype(bool, copy=False)  # a non-bool condition means != 0 (and ~c must be logical)
     broadcast_shapes("where", _shape(c), _shape(data(a)), _shape(data(b)))
     out = m.where(c, data(a), data(b))
     if isinstance(a, Tensor) and isinstance(b, Tensor):
@@ -226,6 +227,7 @@ def masked_fill(x: Tensor, mask: Any, value: float) -> Tensor:
     """``value`` where ``mask`` is true, else x. Edge weight [¬mask]."""
     mk = data(mask)
     m = xp("masked_fill", x, mk)
+    mk = m.asarray(mk).astype(bool, copy=False)  # a non-bool mask means != 0 (and ~mk must be logical)
     shp = broadcast_shapes("masked_fill", x.shape, _shape(mk))
     if shp != x.shape:
         raise ValueError(f"masked_fill: mask of shape {_shape(mk)} does not broadcast to the tensor's shape {x.shape}")

@@ -17,8 +17,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
-
 from .. import backend
 from ..tensor import Tensor
 from ._core import data, record, register, xp
@@ -89,6 +87,8 @@ def layer_norm(x: Tensor, weight: Tensor | None = None, bias: Tensor | None = No
     Edges to x: w_j (δ_jk − 1/n − x̂_j x̂_k / n) / σ within each row; to weight: x̂; to bias: 1.
     """
     m = xp("layer_norm", x, weight, bias)
+    if x.ndim == 0:
+        raise ValueError("layer_norm: the input must have at least 1 dim (normalised over the last), got shape ()")
     n = x.shape[-1]
     for name, p in (("weight", weight), ("bias", bias)):
         if p is not None and tuple(p.shape) != (n,):
@@ -186,11 +186,12 @@ def cross_entropy(logits: Tensor, targets: Any, ignore_index: int = -100, reduct
     z = lg - mx
     lse = m.log(m.exp(z).sum(axis=1, keepdims=True))
     nll = -(m.take_along_axis(z, safe[:, None], axis=1) - lse)[:, 0] * valid
-    nvalid = int(valid.sum())
-    if reduction == "mean":
-        out = nll.sum() / nvalid if nvalid else m.asarray(float("nan"), dtype=lg.dtype)
+    if reduction == "mean":  # the count of kept rows stays on the device (no host sync)
+        nvalid = valid.sum()
+        n1 = m.maximum(nvalid, 1)
+        out = m.where(nvalid > 0, nll.sum() / n1.astype(lg.dtype), m.asarray(float("nan"), dtype=lg.dtype))
         out = m.asarray(out, dtype=lg.dtype)
-        scale: Any = 1.0 / nvalid if nvalid else 0.0
+        scale: Any = m.where(nvalid > 0, 1.0 / n1, 0.0)
         view: tuple[int, ...] | None = None
     elif reduction == "sum":
         out, scale, view = nll.sum().astype(lg.dtype), 1.0, None
@@ -223,7 +224,7 @@ def embedding(ids: Any, table: Tensor) -> Tensor:
     if table.ndim != 2:
         raise ValueError(f"embedding: table must be 2-D (num_embeddings, dim), got shape {table.shape}")
     nv, dim = table.shape
-    if i.size and (int(i.min()) < 0 or int(i.max()) >= nv):
+    if i.size and bool(((i < 0) | (i >= nv)).any()):  # one boolean read: the range check
         bad = int(i.min()) if int(i.min()) < 0 else int(i.max())
         raise IndexError(f"embedding: id {bad} is out of range for a table of {nv} rows (shape {table.shape})")
     out = table.data[i]
@@ -247,10 +248,7 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True, seed: int | None =
     if not training or p == 0.0:
         return x
     m = xp("dropout", x)
-    rng = np.random.default_rng(seed)
-    keep = rng.random(x.shape) >= p
-    if backend.is_cupy_array(x.data):
-        keep = m.asarray(keep)
+    keep = m.random.default_rng(seed).random(x.shape) >= p  # drawn where x lives (no host round trip)
     scale = 0.0 if p == 1.0 else 1.0 / (1.0 - p)
     d = keep.astype(x.dtype) * scale
     return record("dropout", x.data * d, [x], lambda: [Elementwise(d, x.shape)])

@@ -88,6 +88,8 @@ def logsumexp(x: Tensor, axis: Any = None, keepdims: bool = False) -> Tensor:
     """log Σ exp(x) over ``axis``, computed stably. One primitive: edge weight softmax(x)."""
     m = xp("logsumexp", x)
     axes = norm_axes(axis, x.ndim, "logsumexp")
+    if any(x.shape[a] == 0 for a in axes):
+        raise ValueError(f"logsumexp: reducing an empty axis of a tensor of shape {x.shape}")
     mx = x.data.max(axis=axes, keepdims=True)
     mx = m.where(m.isfinite(mx), mx, 0.0)
     e = m.exp(x.data - mx)

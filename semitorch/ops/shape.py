@@ -61,6 +61,8 @@ def squeeze(x: Tensor, axis: Any = None) -> Tensor:
 def transpose(x: Tensor, axes: Any = None) -> Tensor:
     """Permute axes (None: reverse them). Edges: weight 1."""
     nd = x.ndim
+    if axes is not None and any(not -nd <= int(a) < nd for a in axes):
+        raise ValueError(f"transpose: axes {tuple(axes)} are out of range for a tensor of shape {x.shape}")
     perm = tuple(range(nd))[::-1] if axes is None else tuple(int(a) % max(nd, 1) for a in axes)
     if sorted(perm) != list(range(nd)):
         raise ValueError(f"transpose: {axes} is not a permutation of the {nd} axes of shape {x.shape}")
@@ -72,6 +74,9 @@ def transpose(x: Tensor, axes: Any = None) -> Tensor:
 @register
 def swapaxes(x: Tensor, axis1: int, axis2: int) -> Tensor:
     """Swap two axes (a transpose). Edges: weight 1."""
+    for ax in (axis1, axis2):
+        if not -x.ndim <= ax < x.ndim:
+            raise ValueError(f"swapaxes: axis {ax} is out of range for a tensor of shape {x.shape}")
     perm = list(range(x.ndim))
     a, b = axis1 % x.ndim, axis2 % x.ndim
     perm[a], perm[b] = perm[b], perm[a]
@@ -136,6 +141,8 @@ def concat(xs: Sequence[Tensor], axis: int = 0) -> Tensor:
         raise ValueError("concat: needs at least one tensor")
     m = xp("concat", *xs)
     nd = xs[0].ndim
+    if not -nd <= int(axis) < nd:
+        raise ValueError(f"concat: axis {axis} is out of range for tensors of shape {xs[0].shape}")
     ax = int(axis) % max(nd, 1)
     for t in xs:
         if t.ndim != nd or any(t.shape[i] != xs[0].shape[i] for i in range(nd) if i != ax):
@@ -159,6 +166,8 @@ def stack(xs: Sequence[Tensor], axis: int = 0) -> Tensor:
     m = xp("stack", *xs)
     if len({t.shape for t in xs}) != 1:
         raise ValueError(f"stack: all shapes must be equal, got {[t.shape for t in xs]}")
+    if not -xs[0].ndim - 1 <= int(axis) <= xs[0].ndim:
+        raise ValueError(f"stack: axis {axis} is out of range for stacking tensors of shape {xs[0].shape}")
     out = m.stack([data(t) for t in xs], axis=axis)
     ax = int(axis) % out.ndim
 
@@ -171,6 +180,8 @@ def stack(xs: Sequence[Tensor], axis: int = 0) -> Tensor:
 
 def split(x: Tensor, indices_or_sections: Any, axis: int = 0) -> list[Tensor]:
     """Split like ``numpy.split`` (composed of getitem slices, so each part is one weight-1 Scatter)."""
+    if not -x.ndim <= axis < x.ndim:
+        raise ValueError(f"split: axis {axis} is out of range for a tensor of shape {x.shape}")
     n = x.shape[axis]
     ax = axis % x.ndim
     if isinstance(indices_or_sections, (int, np.integer)):
