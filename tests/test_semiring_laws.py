@@ -1,10 +1,13 @@
 """Every registered semiring satisfies the semiring axioms (``st.testing.assert_semiring_laws``).
 
 The list is read from ``st.semirings.SEMIRINGS`` at collection time, so a newly registered semiring is
-checked with no change here; classes whose constructor needs arguments get them from ``KWARGS``.
+checked with no change here; classes whose constructor needs arguments get them from the small table
+``SEMIRING_KWARGS`` in conftest.py (shared with test_engine.py).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -12,19 +15,11 @@ import pytest
 import semitorch as st
 from semitorch.testing import assert_semiring_laws
 
-KWARGS: dict[str, dict[str, object]] = {"kbest": dict(k=3)}
-"""Constructor arguments by registry name, for semirings that need some (names not registered are ignored)."""
-
-
-def make(name: str) -> st.Semiring:
-    """An instance of the semiring registered as ``name``."""
-    return st.semirings.SEMIRINGS[name](**KWARGS.get(name, {}))
-
 
 @pytest.mark.parametrize("name", sorted(st.semirings.SEMIRINGS))
-def test_semiring_laws(name: str) -> None:
+def test_semiring_laws(name: str, make_semiring: Callable[[str], st.Semiring]) -> None:
     """⊕/⊗ associative and commutative with identities 0̄/1̄, distributive on both sides, 0̄ annihilates."""
-    assert_semiring_laws(make(name))
+    assert_semiring_laws(make_semiring(name))
 
 
 class _NotDistributive(st.Real):

@@ -1,0 +1,227 @@
+"""Bad input gives a clear error that names the op and the shapes (or the dtype, id, device, ...).
+
+One row per error: ``(id, thunk, exception type, regex the message must match)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+import semitorch as st
+from semitorch import backend
+
+
+def t(shape: tuple[int, ...], grad: bool = True, dtype: Any = np.float64) -> st.Tensor:
+    """A tensor of ones."""
+    return st.tensor(np.ones(shape, dtype=dtype), requires_grad=grad)
+
+
+def no_grad_backward() -> None:
+    x = st.tensor([1.0, 2.0])
+    (x * 2.0).sum().backward()
+
+
+def grad_of_constant() -> None:
+    x = st.tensor([1.0, 2.0])
+    st.grad((x * 2.0).sum(), x)
+
+
+def grad_wrt_constant_input() -> None:
+    x, c = t((2,)), st.tensor([1.0, 2.0])
+    st.grad((x * c).sum(), [x, c])
+
+
+CASES: list[tuple[str, Callable[[], Any], type[BaseException], str]] = [
+    # shapes
+    ("matmul_mismatch", lambda: t((2, 3)) @ t((4, 5)), ValueError,
+     r"matmul: shapes \(2, 3\) and \(4, 5\) do not align \(contracted dims 3 and 4 differ\)"),
+    ("matmul_1d_mismatch", lambda: t((3,)) @ t((4,)), ValueError, r"matmul: shapes \(3,\) and \(4,\) do not align"),
+    ("matmul_batch", lambda: t((2, 3, 4)) @ t((3, 4, 5)), ValueError,
+     r"matmul \(batch dims\): shapes \(2,\) and \(3,\) are not broadcastable"),
+    ("matmul_0d", lambda: t(()) @ t((3,)), ValueError, r"matmul: operands must have at least 1 dim, got shapes \(\)"),
+    ("add_broadcast", lambda: t((2, 3)) + t((4,)), ValueError,
+     r"add: shapes \(2, 3\) and \(4,\) are not broadcastable"),
+    ("mul_broadcast", lambda: t((2, 3)) * t((2,)), ValueError,
+     r"mul: shapes \(2, 3\) and \(2,\) are not broadcastable"),
+    ("sub_broadcast", lambda: t((5,)) - t((3,)), ValueError, r"sub: shapes \(5,\) and \(3,\) are not broadcastable"),
+    ("where_broadcast", lambda: st.where(np.ones((2, 3), bool), t((2, 3)), t((3, 2))), ValueError,
+     r"where: shapes \(2, 3\) and \(2, 3\) and \(3, 2\) are not broadcastable"),
+    ("where_cond_broadcast", lambda: st.where(np.ones(4, bool), t((2, 3)), 0.0), ValueError,
+     r"where: shapes \(4,\) and \(2, 3\) and \(\) are not broadcastable"),
+    ("masked_fill_mask", lambda: st.masked_fill(t((3,)), np.ones((2, 3), bool), 0.0), ValueError,
+     r"masked_fill: mask of shape \(2, 3\) does not broadcast to the tensor's shape \(3,\)"),
+    ("reshape", lambda: t((2, 3)).reshape(4), ValueError,
+     r"reshape: cannot reshape a tensor of shape \(2, 3\) \(6 elements\) to \(4,\)"),
+    ("broadcast_to", lambda: st.broadcast_to(t((3,)), (2, 4)), ValueError,
+     r"broadcast_to: shapes \(3,\) and \(2, 4\) are not broadcastable"),
+    ("broadcast_to_smaller", lambda: st.broadcast_to(t((2, 3)), (3,)), ValueError,
+     r"broadcast_to: shape \(2, 3\) cannot be broadcast to \(3,\)"),
+    ("squeeze", lambda: st.squeeze(t((2, 1)), 0), ValueError, r"squeeze: axis 0 of shape \(2, 1\) has size 2, not 1"),
+    ("expand_dims", lambda: st.expand_dims(t((2, 3)), 5), ValueError,
+     r"expand_dims: invalid axis 5 for a tensor of shape \(2, 3\)"),
+    ("transpose_perm", lambda: st.transpose(t((2, 3)), (1, 1)), ValueError,
+     r"transpose: \(1, 1\) is not a permutation of the 2 axes of shape \(2, 3\)"),
+    ("transpose_range", lambda: st.transpose(t((2, 3)), (0, 3)), ValueError,
+     r"transpose: axes \(0, 3\) are out of range for a tensor of shape \(2, 3\)"),
+    ("swapaxes", lambda: st.swapaxes(t((2, 3)), 5, 0), ValueError,
+     r"swapaxes: axis 5 is out of range for a tensor of shape \(2, 3\)"),
+    ("getitem", lambda: t((2, 3))[2], IndexError, r"getitem: index 2 is invalid for a tensor of shape \(2, 3\)"),
+    ("getitem_bool", lambda: t((2, 3))[np.array([True])], IndexError,
+     r"getitem: index array\(\[ True\]\) is invalid for a tensor of shape \(2, 3\)"),
+    ("concat_shapes", lambda: st.concat([t((2, 3)), t((3, 2))], 0), ValueError,
+     r"concat: shapes \[\(2, 3\), \(3, 2\)\] differ outside axis 0"),
+    ("concat_axis", lambda: st.concat([t((2, 3)), t((2, 3))], 2), ValueError,
+     r"concat: axis 2 is out of range for tensors of shape \(2, 3\)"),
+    ("concat_empty", lambda: st.concat([]), ValueError, r"concat: needs at least one tensor"),
+    ("stack_shapes", lambda: st.stack([t((2,)), t((3,))]), ValueError,
+     r"stack: all shapes must be equal, got \[\(2,\), \(3,\)\]"),
+    ("stack_axis", lambda: st.stack([t((2,)), t((2,))], 3), ValueError,
+     r"stack: axis 3 is out of range for stacking tensors of shape \(2,\)"),
+    ("stack_empty", lambda: st.stack([]), ValueError, r"stack: needs at least one tensor"),
+    ("split_sections", lambda: st.split(t((2, 5)), 2, 1), ValueError,
+     r"split: axis 1 of size 5 \(shape \(2, 5\)\) does not divide into 2 equal parts"),
+    ("split_axis", lambda: st.split(t((2, 5)), 2, 4), ValueError,
+     r"split: axis 4 is out of range for a tensor of shape \(2, 5\)"),
+    ("sum_axis", lambda: t((2, 3)).sum(2), ValueError, r"sum: axis 2 is out of range for a tensor with 2 dims"),
+    ("mean_repeated_axis", lambda: t((2, 3)).mean((1, -1)), ValueError, r"mean: repeated axis in \(1, -1\)"),
+    ("mean_empty", lambda: t((0, 3)).mean(0), ValueError,
+     r"mean: reducing axes \(0,\) of an empty tensor of shape \(0, 3\)"),
+    ("max_empty", lambda: t((2, 0)).max(1), ValueError, r"max: reducing an empty tensor of shape \(2, 0\)"),
+    ("logsumexp_empty", lambda: st.logsumexp(t((0,))), ValueError,
+     r"logsumexp: reducing an empty axis of a tensor of shape \(0,\)"),
+    ("softmax_axis", lambda: st.softmax(t((2, 3)), 2), ValueError,
+     r"softmax: axis 2 is out of range for shape \(2, 3\)"),
+    ("log_softmax_axis", lambda: st.log_softmax(t((2, 3)), -3), ValueError,
+     r"log_softmax: axis -3 is out of range for shape \(2, 3\)"),
+    ("layer_norm_weight", lambda: st.layer_norm(t((2, 3)), t((4,))), ValueError,
+     r"layer_norm: weight has shape \(4,\), expected \(3,\) for input \(2, 3\)"),
+    ("layer_norm_bias", lambda: st.layer_norm(t((2, 3)), t((3,)), t((3, 1))), ValueError,
+     r"layer_norm: bias has shape \(3, 1\), expected \(3,\) for input \(2, 3\)"),
+    ("layer_norm_0d", lambda: st.layer_norm(t(())), ValueError, r"layer_norm: the input must have at least 1 dim"),
+    # values, dtypes, ids
+    ("int_requires_grad", lambda: st.tensor([1, 2], requires_grad=True), TypeError,
+     r"only float32 and float64 tensors can require grad, got dtype int64 \(shape \(2,\)\)"),
+    ("int_requires_grad_", lambda: st.tensor([1, 2]).requires_grad_(), TypeError,
+     r"only float32 and float64 tensors can require grad, got dtype int64"),
+    ("bool_requires_grad", lambda: st.Tensor(np.ones(2, bool), requires_grad=True), TypeError,
+     r"got dtype bool \(shape \(2,\)\)"),
+    ("embedding_id_high", lambda: st.embedding(np.array([[0, 7]]), t((5, 2))), IndexError,
+     r"embedding: id 7 is out of range for a table of 5 rows \(shape \(5, 2\)\)"),
+    ("embedding_id_negative", lambda: st.embedding(np.array([-1, 2]), t((5, 2))), IndexError,
+     r"embedding: id -1 is out of range for a table of 5 rows"),
+    ("embedding_float_ids", lambda: st.embedding(np.array([0.5]), t((5, 2))), TypeError,
+     r"embedding: ids must be integers, got dtype float64"),
+    ("embedding_table_3d", lambda: st.embedding(np.array([0]), t((5, 2, 1))), ValueError,
+     r"embedding: table must be 2-D \(num_embeddings, dim\), got shape \(5, 2, 1\)"),
+    ("cross_entropy_target", lambda: st.cross_entropy(t((2, 4)), np.array([1, 5])), IndexError,
+     r"cross_entropy: target 5 is out of range for 4 classes"),
+    ("cross_entropy_negative_target", lambda: st.cross_entropy(t((2, 4)), np.array([-3, 0])), IndexError,
+     r"cross_entropy: target -3 is out of range for 4 classes"),
+    ("cross_entropy_shape", lambda: st.cross_entropy(t((2, 4)), np.array([1, 2, 3])), ValueError,
+     r"cross_entropy: logits of shape \(2, 4\) need targets of shape \(2,\), got \(3,\)"),
+    ("cross_entropy_float_targets", lambda: st.cross_entropy(t((2, 4)), np.array([1.0, 2.0])), TypeError,
+     r"cross_entropy: targets must be integers, got dtype float64"),
+    ("cross_entropy_reduction", lambda: st.cross_entropy(t((2, 4)), np.array([1, 2]), reduction="avg"), ValueError,
+     r"cross_entropy: reduction must be 'mean', 'sum' or 'none', got 'avg'"),
+    ("gelu_approximate", lambda: st.gelu(t((2,)), "fast"), ValueError,
+     r"gelu: approximate must be 'none' or 'tanh', got 'fast'"),
+    ("dropout_p", lambda: st.dropout(t((2,)), 1.5), ValueError, r"dropout: p must be in \[0, 1\], got 1.5"),
+    ("pow_tensor_exponent", lambda: t((2,)) ** t((2,)), TypeError, r"pow: the exponent must be a Python scalar"),
+    ("binary_no_tensor", lambda: st.add([1.0], [2.0]), TypeError, r"add: at least one operand must be a Tensor"),
+    ("item", lambda: t((2, 3)).item(), ValueError, r"item\(\): tensor of shape \(2, 3\) has 6 elements, expected 1"),
+    ("unknown_device", lambda: st.tensor([1.0], device="tpu"), ValueError,
+     r"unknown device 'tpu': expected 'cpu' or 'cuda'"),
+    # backward
+    ("backward_no_grad", no_grad_backward, RuntimeError,
+     r"backward: tensor of shape \(\) does not require grad"),
+    ("grad_of_constant", grad_of_constant, RuntimeError, r"backward: the output \(shape \(\)\) does not require grad"),
+    ("grad_wrt_constant", grad_wrt_constant_input, RuntimeError,
+     r"backward: inputs\[1\] \(shape \(2,\)\) does not require grad"),
+    ("grad_input_not_tensor", lambda: st.grad(t((2,)).sum(), [np.ones(2)]), TypeError,
+     r"backward: inputs\[0\] is a ndarray, not a Tensor"),
+    ("grad_output_not_tensor", lambda: st.grad(np.ones(2), [t((2,))]), TypeError,
+     r"backward: output must be a Tensor, got ndarray"),
+    ("grad_output_shape", lambda: st.grad(t((2, 3)) * 2.0, t((2, 3)), grad_output=np.ones((3, 2))), ValueError,
+     r"backward: grad_output has shape \(3, 2\), expected \(2, 3\)"),
+    ("grad_non_semiring", lambda: st.grad(t((2,)).sum(), t((2,)), semiring="max"), TypeError,
+     r"semiring must be a semitorch Semiring instance \(e.g. st.semirings.Real\(\)\), got str"),
+    ("grad_non_semiring_class", lambda: st.grad(t((2,)).sum(), t((2,)), semiring=dict), TypeError,
+     r"semiring must be a semitorch Semiring instance .*got type"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "thunk", "exc", "match"), CASES, ids=[c[0] for c in CASES])
+def test_error(name: str, thunk: Callable[[], Any], exc: type[BaseException], match: str) -> None:
+    """The op fails with the expected exception type and a message naming the op and the shapes."""
+    with pytest.raises(exc, match=match):
+        thunk()
+
+
+def test_grad_wrt_input_of_a_no_grad_result() -> None:
+    """An output computed under no_grad does not require grad: a clear error, not a zero gradient."""
+    x = t((2,))
+    with st.no_grad():
+        y = (x * x).sum()
+    with pytest.raises(RuntimeError, match=r"or it was computed under st.no_grad\(\)"):
+        st.grad(y, x)
+
+
+# ---- devices: a fake cupy array (cupy is not installed here) ----------------------------------
+
+
+class FakeCupyArray:
+    """Looks like a cupy ndarray to semitorch.backend (its type's module starts with 'cupy')."""
+
+    def __init__(self, shape: tuple[int, ...], dtype: Any = np.float32) -> None:
+        self.shape = shape
+        self.dtype = np.dtype(dtype)
+        self.ndim = len(shape)
+        self.size = int(np.prod(shape))
+
+
+FakeCupyArray.__module__ = "cupy._core.core"
+
+
+def test_fake_cupy_array_is_seen_as_cuda() -> None:
+    """Sanity check of the fake: the backend classifies it as a cuda array."""
+    assert backend.is_cupy_array(FakeCupyArray((2,)))
+    assert st.Tensor(FakeCupyArray((2,))).device == "cuda"
+
+
+@pytest.mark.parametrize(
+    ("name", "op"),
+    [
+        ("add", lambda a, b: a + b),
+        ("mul", lambda a, b: a * b),
+        ("matmul", lambda a, b: a @ b),
+        ("maximum", st.maximum),
+        ("where", lambda a, b: st.where(np.ones(2, bool), a, b)),
+        ("concat", lambda a, b: st.concat([a, b])),
+        ("stack", lambda a, b: st.stack([a, b])),
+    ],
+)
+def test_mixing_cpu_and_cuda_tensors_raises(name: str, op: Callable[[Any, Any], Any]) -> None:
+    """A float32 cpu tensor and a cupy-backed tensor in one op: ValueError naming the op and both devices."""
+    cpu = st.tensor(np.ones(2, np.float32))
+    gpu = st.Tensor(FakeCupyArray((2,)))
+    with pytest.raises(ValueError, match=rf"{name}: operands are on different devices \(.*cpu \(2,\).*cuda \(2,\)"):
+        op(cpu, gpu)
+    with pytest.raises(ValueError, match=rf"{name}: operands are on different devices \(.*cuda \(2,\).*cpu \(2,\)"):
+        op(gpu, cpu)
+
+
+def test_xp_of_mixed_devices_names_both() -> None:
+    """The backend's own check names both devices."""
+    with pytest.raises(ValueError, match=r"cpu \(numpy\) and cuda \(cupy\)"):
+        backend.xp_of(np.ones(2), FakeCupyArray((2,)))
+
+
+def test_cuda_unavailable_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Asking for device='cuda' without a usable GPU says so (no GPU simulated, so this runs everywhere)."""
+    monkeypatch.setattr(backend, "cuda_available", lambda: False)
+    with pytest.raises(RuntimeError, match=r"cannot move to device 'cuda': no CUDA GPU is available"):
+        st.tensor([1.0], device="cuda")
