@@ -60,4 +60,19 @@ class Real(Semiring):
     def vecmat(self, a: Array, src: Array | None, W: Array) -> tuple[Array, None]:
         """a @ Wᵀ (BLAS)."""
         xp = _xp(a)
-        return xp.matmul(a, xp.swapaxes(W, -1, -2)), None
+        return xp.matmul(blas_ready(xp, a), blas_ready(xp, xp.swapaxes(W, -1, -2))), None
+
+
+def blas_ready(xp: Any, x: Array) -> Array:
+    """``x`` itself if each of its matrices has a unit stride in one of its last two axes, else a C copy.
+
+    numpy's matmul hands such operands to BLAS; others (e.g. a batch folded into the
+    contraction axis by a transpose) would go through a slow non-BLAS loop.
+    """
+    if x.ndim < 2 or x.flags.c_contiguous or x.flags.f_contiguous:
+        return x
+    item = x.itemsize
+    s1, s2 = x.strides[-2], x.strides[-1]
+    if (s2 == item and s1 >= x.shape[-1] * item) or (s1 == item and s2 >= x.shape[-2] * item):
+        return x
+    return xp.ascontiguousarray(x)
