@@ -18,7 +18,7 @@ def _nonzero(w: Array, like: Array) -> Array:
 
 @register_semiring
 class Count(Semiring):
-    """The counting semiring (ℕ, +, ×, 0, 1), in float64.
+    """The counting semiring: (⊕, ⊗, 0̄, 1̄) = (+, ×, 0, 1) on ℕ, in float64.
 
     Lift: an edge w becomes [w ≠ 0] (an edge of weight exactly 0 is no edge). A
     backward pass gives, for every input element, the number of paths to the output.
@@ -82,7 +82,7 @@ class Count(Semiring):
 
 @register_semiring
 class LogCount(Log):
-    """The log of the counting semiring: (ℝ ∪ {−∞}, logaddexp, +, −∞, 0) in float64.
+    """The log of the counting semiring: (⊕, ⊗, 0̄, 1̄) = (logaddexp, +, −∞, 0) on ℝ ∪ {−∞}, in float64.
 
     Lift: an edge w becomes 0 (= log 1) if w ≠ 0, else −∞ (no edge). A backward pass
     gives log(number of paths) for every input element, which stays finite where

@@ -146,9 +146,12 @@ class Entropy(Semiring):
         """
         xp = _xp(a)
         L, E = a[..., 0], a[..., 1]
+        A = xp.abs(xp.asarray(W, dtype=a.dtype))
+        if L.shape[-1] == 0:  # an empty contraction: no path
+            S = xp.matmul(L, xp.swapaxes(A, -1, -2))
+            return _clean(xp, S - xp.inf, S), None
         m = finite_or_zero(L.max(axis=-1, keepdims=True))
         P = xp.exp(L - m)
-        A = xp.abs(xp.asarray(W, dtype=a.dtype))
         with _Quiet(xp):
             B = xp.where(A > 0, A * xp.log(A), 0).astype(a.dtype, copy=False)
         At = xp.swapaxes(A, -1, -2)

@@ -82,7 +82,7 @@ class KBest(Semiring):
     def times(self, a: Array, b: Array) -> Array:
         """The top k of all pairwise sums a[i] + b[j]."""
         c = a[..., :, None] + b[..., None, :]
-        return _top(c.reshape(c.shape[:-2] + (-1,)), self.k)[0]
+        return _top(c.reshape(c.shape[:-2] + (c.shape[-2] * c.shape[-1],)), self.k)[0]
 
     def sum(self, a: Array, axes: tuple[int, ...], keepdims: bool = False) -> Array:
         """The top k over every list along ``axes``."""
@@ -115,7 +115,7 @@ class KBest(Semiring):
             return a, src
         xp = _xp(a)
         m, kept = move_last(a, axes, 1)
-        cand = m.reshape(kept + (-1,))
+        cand = m.reshape(kept + (m.shape[-2] * m.shape[-1],))
         s = None if src is None else move_last(xp.broadcast_to(src, a.shape), axes, 1)[0].reshape(cand.shape)
         val, vs = _top(cand, self.k, s)
         shape = keep_shape(a.shape[:-1], axes, keepdims) + self.vshape
@@ -131,12 +131,12 @@ class KBest(Semiring):
             return out, osrc
         vals = a.reshape(-1)
         g = xp.repeat(index, k)
-        order = xp.lexsort((-vals, g))  # by target, then descending value; stable
+        by_val = xp.argsort(-vals, kind="stable")  # two stable sorts = lexsort((-vals, g)) (cupy: no tuple keys)
+        order = by_val[xp.argsort(g[by_val], kind="stable")]  # by target, then descending value; stable
         gs = g[order]
         n = gs.size
-        starts = xp.concatenate([xp.ones(1, dtype=bool), gs[1:] != gs[:-1]])
         pos = xp.arange(n)
-        first = xp.maximum.accumulate(xp.where(starts, pos, 0))
+        first = xp.searchsorted(gs, gs)  # start of each target's run (cupy has no maximum.accumulate)
         rank = pos - first
         keep = rank < k
         out[gs[keep], rank[keep]] = vals[order][keep]

@@ -34,7 +34,10 @@ def move_last(a: Array, axes: tuple[int, ...], nv: int) -> tuple[Array, tuple[in
     perm = keep + list(axes) + list(range(nd, a.ndim))
     kept = tuple(a.shape[i] for i in keep)
     vsh = tuple(a.shape[nd:])
-    return a.transpose(perm).reshape(kept + (-1,) + vsh), kept
+    n = 1
+    for i in axes:
+        n *= a.shape[i]
+    return a.transpose(perm).reshape(kept + (n,) + vsh), kept
 
 
 def keep_shape(shape: tuple[int, ...], axes: tuple[int, ...], keepdims: bool) -> tuple[int, ...]:
@@ -75,6 +78,9 @@ def rescaled_matmul(a: Array, absW: Array) -> Array:
     underflows that the result can represent. −inf rows give −inf.
     """
     xp = _xp(a)
+    if a.shape[-1] == 0:  # an empty contraction: no path (the matmul gives zeros of the right shape)
+        with _Quiet(xp):
+            return xp.log(xp.matmul(a, xp.swapaxes(absW, -1, -2)))
     m = finite_or_zero(a.max(axis=-1, keepdims=True))
     p = xp.exp(a - m)
     s = xp.matmul(p, xp.swapaxes(absW, -1, -2))
@@ -99,7 +105,7 @@ class _Quiet:
 
 @register_semiring
 class Log(Semiring):
-    """The log semiring (ℝ ∪ {−∞}, logaddexp, +, −∞, 0): values are log path masses.
+    """The log semiring: values are log path masses; (⊕, ⊗, 0̄, 1̄) = (logaddexp, +, −∞, 0) on ℝ ∪ {−∞}.
 
     Lift: an edge w becomes log|w| (−∞ for w = 0: no edge). A backward pass gives,
     for every input element x, log Σ_{paths x→y} Π|w|, the log of the

@@ -47,7 +47,8 @@ def group_first(key: Array, index: Array) -> Array:
     Ties within a group go to the lowest position.
     """
     xp = _xp(key)
-    order = xp.lexsort((key, index))  # primary: index; then key; stable
+    by_key = xp.argsort(key, kind="stable")  # two stable sorts = lexsort((key, index)) (cupy: no tuple keys)
+    order = by_key[xp.argsort(index[by_key], kind="stable")]  # primary: index; then key; stable
     gi = index[order]
     first = xp.concatenate([xp.ones(1, dtype=bool), gi[1:] != gi[:-1]]) if gi.size else xp.zeros(0, dtype=bool)
     return order[first]
@@ -74,10 +75,12 @@ def gather_src(src: Array | None, arg: Array, per: int) -> Array | None:
     if src is None:
         return None
     xp = _xp(arg)
+    if src.shape[-2 if per else -1] == 0:  # an empty contraction: nothing was picked
+        return xp.full(arg.shape, -1, dtype=xp.int64)
     if per == 0:
         return xp.take_along_axis(src, arg, axis=-1)
-    sf = src.reshape(src.shape[:-2] + (-1,))
-    af = arg.reshape(arg.shape[:-2] + (-1,))
+    sf = src.reshape(src.shape[:-2] + (src.shape[-2] * per,))
+    af = arg.reshape(arg.shape[:-2] + (arg.shape[-2] * per,))
     return xp.take_along_axis(sf, af, axis=-1).reshape(arg.shape)
 
 
@@ -89,7 +92,7 @@ def exp64(a: Array) -> Array:
 
 @register_semiring
 class MaxProduct(Semiring):
-    """The max-product semiring over |w|, kept in log space: (ℝ ∪ {−∞}, max, +, −∞, 0).
+    """The max-product semiring over |w|, kept in log space: (⊕, ⊗, 0̄, 1̄) = (max, +, −∞, 0) on ℝ ∪ {−∞}.
 
     Lift: an edge w becomes log|w| (−∞ for w = 0: no edge). A backward pass gives,
     for every input element x, max_{paths x→y} log Π|w|: the weight of the best
