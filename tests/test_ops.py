@@ -450,3 +450,70 @@ def test_gradcheck_catches_a_wrong_gradient() -> None:
     bad = lambda a: st.relu(a) * st.tensor(np.exp(a.data))  # noqa: E731
     with pytest.raises(AssertionError, match=r"gradcheck failed: 2 of 2 elements mismatch; worst: input 0"):
         gradcheck(bad, [x])
+
+
+def test_non_bool_conditions_mean_nonzero() -> None:
+    """where/masked_fill with an integer condition behave like its != 0 boolean (edges included), as torch."""
+    x = np.array([1.0, 2.0, 3.0])
+    c = np.array([2, 0, -1])
+    a, b = st.tensor(x, requires_grad=True), st.tensor(-x, requires_grad=True)
+    ta, tb = torch.tensor(x, requires_grad=True), torch.tensor(-x, requires_grad=True)
+    out, ref = (
+        st.where(c, a, b) + a.masked_fill(c, 0.0),
+        torch.where(tc(c != 0), ta, tb) + ta.masked_fill(tc(c != 0), 0.0),
+    )
+    np.testing.assert_array_equal(out.numpy(), ref.detach().numpy())
+    for g, r in zip(st.grad(out.sum(), [a, b]), torch.autograd.grad(ref.sum(), [ta, tb]), strict=True):
+        np.testing.assert_array_equal(g, r.numpy())
+
+
+# ---- st.testing itself ----------------------------------------------------------------------
+
+
+def test_gradcheck_passes_float32_inputs_as_float64_and_returns_true() -> None:
+    """float32 inputs are checked as float64 copies; constants and integer arguments pass through."""
+    x = st.tensor(np.float32([[0.5, -1.0], [2.0, 0.25]]), requires_grad=True)
+    ids = np.array([1, 0, 1])
+    assert gradcheck(lambda t, i: st.embedding(i, t) * st.tanh(t).sum(), [x, ids]) is True
+    assert gradcheck(lambda a, b: a @ b, [np.ones((2, 3)), np.arange(6.0).reshape(3, 2)]) is True
+
+
+def test_gradcheck_needs_a_differentiable_input() -> None:
+    """Nothing to check is an error, not a silent pass."""
+    with pytest.raises(ValueError, match="gradcheck: no input is differentiable"):
+        gradcheck(lambda a: a * 2.0, [st.tensor([1.0])])
+
+
+@given(d=hs.data())
+def test_strategies_draw_what_they_promise(d: Any) -> None:
+    """shapes are bounded; broadcastable_shapes broadcast; arrays respect bounds and grids."""
+    shp = d.draw(shapes(1, 3, max_side=4))
+    assert 1 <= len(shp) <= 3 and all(1 <= s <= 4 for s in shp)
+    group = d.draw(broadcastable_shapes(3))
+    full = np.broadcast_shapes(*group)
+    assert all(len(s) <= len(full) for s in group)
+    x = d.draw(arrays(shp, min_value=-1.0, max_value=1.5))
+    assert x.shape == shp and x.dtype == np.float64 and np.all((x >= -1.0) & (x <= 1.5))
+    g = d.draw(arrays(shp, np.float32, step=0.1, offset=0.05))
+    assert g.dtype == np.float32 and np.all(np.abs(g) >= 0.049)
+    np.testing.assert_allclose(
+        (g.astype(np.float64) - 0.05) / 0.1, np.round((g.astype(np.float64) - 0.05) / 0.1), atol=1e-5
+    )
+
+
+def test_strategies_cover_size_one_axes_and_missing_leading_axes() -> None:
+    """Over many draws, size-1 axes and operands with fewer dims than the result both occur."""
+    from hypothesis import find
+
+    find(shapes(1, 3), lambda s: 1 in s and len(s) == 3)
+    find(broadcastable_shapes(2), lambda g: len(g[0]) < len(np.broadcast_shapes(*g)) and 1 in g[1])
+
+
+def test_testing_imports_without_hypothesis() -> None:
+    """semitorch.testing imports Hypothesis lazily: the module loads when Hypothesis cannot be imported."""
+    import subprocess
+    import sys
+
+    code = "import sys; sys.modules['hypothesis'] = None; import semitorch.testing as t; print(t.gradcheck.__name__)"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert r.returncode == 0 and r.stdout.strip() == "gradcheck", r.stderr

@@ -93,7 +93,8 @@ def layer_norm(x: Tensor, weight: Tensor | None = None, bias: Tensor | None = No
     for name, p in (("weight", weight), ("bias", bias)):
         if p is not None and tuple(p.shape) != (n,):
             raise ValueError(f"layer_norm: {name} has shape {tuple(p.shape)}, expected ({n},) for input {x.shape}")
-    mu = x.data.mean(axis=-1, keepdims=True)
+    # the mean accumulated in float64: a 1-ulp float32 error in it is amplified by 1/σ on near-constant rows
+    mu = x.data.mean(axis=-1, keepdims=True, dtype=m.float64).astype(x.dtype, copy=False)
     xc = x.data - mu
     var = (xc * xc).mean(axis=-1, keepdims=True)
     rstd = 1.0 / m.sqrt(var + eps)
