@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -223,3 +224,76 @@ def _best_path_edges(g: ElementGraph, output: Tensor, inputs: list[Tensor] | Non
         edges.add((cur, nxt))
         cur = nxt
     return edges
+
+
+COMPONENT_COLORS = {"key": "#d62728", "query": "#1f77b4", "value": "#2ca02c", "skip": "#7f7f7f"}
+
+
+def path_flow(routes: Any, path: str | None = None, title: str | None = None, highlight: Sequence[int] = ()) -> Any:
+    """The token × layer picture of each token's best path (matplotlib).
+
+    One line per source token, through the sequence position its best path occupies at
+    each layer's attention input, coloured by the component it leaves through there
+    (Key, Query, Value, skip) and as wide as its weight (relative to the heaviest).
+    Tokens in ``highlight`` are drawn opaque, the others faded. With ``path`` the figure
+    is written there (PNG/SVG/PDF by suffix, atomically) and closed; otherwise returned.
+    """
+    try:
+        import matplotlib
+
+        if path is not None:
+            matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+    except ImportError as e:  # pragma: no cover - depends on the optional extra
+        raise ImportError("path_flow needs matplotlib: pip install 'semitorch[plot]'") from e
+    from matplotlib.lines import Line2D
+
+    tokens = list(routes.tokens)
+    T, L = len(tokens), routes.n_layers
+    att = [r for r in routes.routes if r.block == "attention"]
+    after = {(r.token, r.layer): r.position for r in routes.routes if r.block == "ffn"}  # position after attention
+    wmax = max((r.weight for r in att), default=1.0) or 1.0
+    fig, ax = plt.subplots(figsize=(1.6 + 1.1 * (L + 1), 0.9 + 0.38 * T))
+    by_tok: dict[int, dict[int, Any]] = {}
+    for r in att:
+        by_tok.setdefault(r.token, {})[r.layer] = r
+    for tok, layers in sorted(by_tok.items()):
+        alpha = 1.0 if (not highlight or tok in highlight) else 0.25
+        for layer in range(L):
+            r = layers.get(layer)
+            if r is None or r.position < 0:
+                continue
+            nxt = layers.get(layer + 1)
+            y0 = r.position
+            y1 = after.get((tok, layer), nxt.position if nxt is not None and nxt.position >= 0 else y0)
+            lw = 0.8 + 5.0 * (r.weight / wmax) ** 0.5
+            ax.plot([layer, layer + 1], [y0, y1], color=COMPONENT_COLORS[r.component], lw=lw, alpha=alpha,
+                    solid_capstyle="round")  # fmt: skip
+        first = layers.get(min(layers)) if layers else None
+        if first is not None and first.position >= 0:
+            ax.plot([-0.35, min(layers)], [tok, first.position], color="black", lw=0.6, alpha=alpha * 0.6)
+    ax.set_yticks(range(T), tokens)
+    ax.set_xticks(range(L + 1), [f"layer {i}" for i in range(L)] + ["out"])
+    ax.set_xlim(-0.5, L + 0.2)
+    ax.invert_yaxis()
+    ax.grid(axis="x", color="0.9")
+    handles = [Line2D([0], [0], color=c, lw=3, label=k) for k, c in COMPONENT_COLORS.items()]
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False, title="leaves via")
+    ax.set_title(title or f"best path of each token ({routes.target})", fontsize=10)
+    fig.tight_layout()
+    if path is None:
+        return fig
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        plt.close(fig)
+        raise FileNotFoundError(f"path_flow: directory {directory!r} does not exist")
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.splitext(path)[1] or ".png")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=130)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        plt.close(fig)
+    return path

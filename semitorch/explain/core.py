@@ -247,6 +247,7 @@ class LayerRoute:
     component: str
     head: int | None
     weight: float
+    position: int = -1  # the sequence position the path is at when it leaves the block's input
 
 
 @dataclass
@@ -382,7 +383,8 @@ def routes_of(fw: Forward, n_layers: int, head_size: int, paths: TokenPaths | No
                 comp = _classify(step.node, step.slot, block)
                 if comp is not None:
                     headi = step.index[-1] // head_size if comp in ("key", "query", "value") else None
-                    out.routes.append(LayerRoute(layer, tok, block, comp, headi, path.weight))
+                    pos = step.index[1] if len(step.index) == 3 else -1
+                    out.routes.append(LayerRoute(layer, tok, block, comp, headi, path.weight, pos))
             prev = step.tensor_id
     return out
 

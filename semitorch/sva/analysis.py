@@ -30,7 +30,7 @@ class ItemResult:
     n_attractors: int
     length: int
     score: float
-    routes: list[tuple[int, int, str, str, int | None, float]]  # (layer, token, block, component, head, weight)
+    routes: list[tuple[Any, ...]]  # LayerRoute fields: (layer, token, block, component, head, weight, position)
     roles: dict[int, list[str]]
     token_entropy: list[float]
     sentence_entropy: float
@@ -67,7 +67,7 @@ def analyse_item(model: Any, tok: Any, ex: SVAExample, index: int = 0) -> ItemRe
         n_attractors=ex.n_attractors,
         length=len(ex.tokens),
         score=float(fw.quantity.item()),
-        routes=[(r.layer, r.token, r.block, r.component, r.head, r.weight) for r in routes.routes],
+        routes=[(r.layer, r.token, r.block, r.component, r.head, r.weight, r.position) for r in routes.routes],
         roles=roles_of(ex),
         token_entropy=[float(h) for h in ent.entropy],
         sentence_entropy=float(ent.sentence_entropy),
