@@ -72,6 +72,7 @@ class ElementGraph:
     labels: list[str]
     edges: list[tuple[tuple[int, int], tuple[int, int], float, str]] = field(default_factory=list)
     # ((tensor idx, element), (tensor idx, element), weight, op)
+    edge_modules: list[str] = field(default_factory=list)  # module path of each edge's op
 
     @property
     def n_nodes(self) -> int:
@@ -79,14 +80,22 @@ class ElementGraph:
         return sum(t.size for t in self.tensors)
 
 
-def element_graph(output: Tensor, max_nodes: int = 200) -> ElementGraph:
+def element_graph(output: Tensor, max_nodes: int = 200, inputs: list[Tensor] | None = None) -> ElementGraph:
     """Every scalar of every tensor on the tape behind ``output`` and every nonzero local derivative.
 
-    Refuses graphs of more than ``max_nodes`` scalars with a ValueError and a hint.
+    With ``inputs``, only tensors that depend on one of them are kept (e.g. leave out
+    a model's parameters). Refuses graphs of more than ``max_nodes`` scalars with a
+    ValueError and a hint.
     """
     if not isinstance(output, Tensor) or not output.requires_grad:
         raise ValueError("element_graph: output must be a Tensor on the tape (requires_grad=True)")
     order = topological_order(output)
+    if inputs is not None:
+        keep = {id(t) for t in inputs}
+        for t in order:
+            if t._node is not None and any(id(i) in keep for i in t._node.inputs):
+                keep.add(id(t))
+        order = [t for t in order if id(t) in keep]
     total = sum(t.size for t in order)
     if total > max_nodes:
         raise ValueError(
@@ -109,6 +118,7 @@ def element_graph(output: Tensor, max_nodes: int = 200) -> ElementGraph:
             J = local_jacobian(st, t.shape, inp.shape, np.float64)
             for o, i in zip(*np.nonzero(J), strict=True):
                 g.edges.append(((index[id(inp)], int(i)), (index[id(t)], int(o)), float(J[o, i]), node.op))
+                g.edge_modules.append(node.module)
     return g
 
 

@@ -17,6 +17,7 @@ from .core import (
     TokenPaths,
     TopPaths,
     block_inputs,
+    condensed_table,
     entropy_per_token,
     routes_of,
     top_paths_per_token,
@@ -26,5 +27,5 @@ from .targets import ClassLogit, Custom, LogitDiff, Target, TokenLogit, as_targe
 __all__ = [
     "COMPONENTS", "ClassLogit", "ComponentRoutes", "ComponentShares", "ComponentTable", "Custom", "Forward",
     "LayerRoute", "LogitDiff", "PathEntropy", "Target", "TokenEntropy", "TokenLogit", "TokenPaths", "TopPaths",
-    "as_target", "block_inputs", "entropy_per_token", "routes_of", "top_paths_per_token",
+    "as_target", "block_inputs", "condensed_table", "entropy_per_token", "routes_of", "top_paths_per_token",
 ]  # fmt: skip

@@ -451,3 +451,36 @@ class ComponentTable:
                     f"| {f['ffn']:.2f} | {f['skip']:.2f} |"
                 )
         return "\n".join(lines) + "\n"
+
+
+def condensed_table(path: Path, tokens: Sequence[str] | None = None) -> str:
+    """A path as one row per module it passes through (consecutive steps merged).
+
+    Columns: the module, the ops inside it, the token position where the path leaves
+    the module (for (B, T, C) and (B, nh, T, ·) shaped tensors), the product of the
+    module's edge weights and the running product.
+    """
+    if not path.found or not path.steps:
+        return "no path"
+    groups: list[list[Any]] = []
+    for s in path.steps:
+        if groups and groups[-1][0].module == s.module:
+            groups[-1].append(s)
+        else:
+            groups.append([s])
+    rows = [("#", "module", "ops", "token", "weight", "running")]
+    run = 1.0
+    for i, g in enumerate(groups, 1):
+        w = float(np.prod([s.weight for s in g]))
+        run *= w
+        last = g[-1]
+        pos = last.index[1] if len(last.index) == 3 else (last.index[2] if len(last.index) == 4 else None)
+        tok = "-" if pos is None else (f"{pos}:{tokens[pos]}" if tokens is not None and pos < len(tokens) else str(pos))
+        ops = []
+        for s in g:
+            if not ops or ops[-1] != s.op:
+                ops.append(s.op)
+        rows.append((str(i), last.module or "(top level)", ",".join(ops), tok, f"{w:.4g}", f"{run:.4g}"))
+    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(wd) for cell, wd in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return "\n".join(lines)
