@@ -12,7 +12,7 @@ import numpy as np
 
 NAME = "explain"
 HELP = "explain a masked-LM prediction (e.g. is vs are) by its gradient-graph paths: top paths, components, entropy"
-DEFAULT_SENTENCE = "the author near the guards [MASK] here ."
+DEFAULT_SENTENCE = "the author near the guards [MASK] ."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -80,6 +80,9 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901
         return fail(
             f"the sentence has {len(input_ids)} tokens, more than the model's {model.config.max_position_embeddings}"
         )
+    unknown = [w for w, i in zip(words, input_ids, strict=True) if int(i) == tok.unk_token_id]
+    if unknown:
+        print(f"warning: {len(unknown)} word piece(s) are not in the model's vocabulary and read as [UNK]")
     mask = words.index("[MASK]")
     with no_grad():
         logits = model(input_ids=input_ids[None]).logits.numpy()[0, mask]
@@ -117,7 +120,7 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901
     for r, o in enumerate(order, 1):
         path = read_path(kres, fw.leaf, base + o)
         print(f"\n#{r}: weight {path.weight:.4g}, {len(path.steps)} edges, from embedding dimension {path.index[-1]}")
-        print(condensed_table(path, words))
+        print(condensed_table(path, words, cfg.hidden_size // cfg.num_attention_heads))
     print()
     print(routes.table())
     print("  (K/Q/V: the path enters that projection, hN = head N; S: the skip connection)\n")

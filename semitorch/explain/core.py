@@ -453,34 +453,62 @@ class ComponentTable:
         return "\n".join(lines) + "\n"
 
 
-def condensed_table(path: Path, tokens: Sequence[str] | None = None) -> str:
-    """A path as one row per module it passes through (consecutive steps merged).
+def _block_key(module: str) -> str:
+    parts = module.split(".")
+    for i, p in enumerate(parts[:-1]):
+        if p == "layer" and parts[i + 1].isdigit():
+            return ".".join(parts[: i + 2])
+    return ".".join(parts[:2]) if module else "(output)"
 
-    Columns: the module, the ops inside it, the token position where the path leaves
-    the module (for (B, T, C) and (B, nh, T, ·) shaped tensors), the product of the
-    module's edge weights and the running product.
+
+def _position(index: tuple[int, ...]) -> int | None:
+    return index[1] if len(index) == 3 else (index[2] if len(index) == 4 else None)
+
+
+def condensed_table(path: Path, tokens: Sequence[str] | None = None, head_size: int | None = None) -> str:
+    """A path as one row per block it crosses: embeddings, each transformer layer, the head.
+
+    For a layer the route says whether the path entered the attention through the Key,
+    Query or Value projection (and which head, given ``head_size``) or took the skip
+    connection, and likewise the feed-forward network or its skip; the token columns give
+    the sequence position before and after; the weight is the product of the block's edges.
     """
     if not path.found or not path.steps:
         return "no path"
     groups: list[list[Any]] = []
     for s in path.steps:
-        if groups and groups[-1][0].module == s.module:
+        if groups and _block_key(groups[-1][0].module) == _block_key(s.module):
             groups[-1].append(s)
         else:
             groups.append([s])
-    rows = [("#", "module", "ops", "token", "weight", "running")]
+
+    def tok(pos: int | None) -> str:
+        if pos is None:
+            return "-"
+        return f"{pos}:{tokens[pos]}" if tokens is not None and pos < len(tokens) else str(pos)
+
+    rows = [("block", "route", "from", "to", "weight", "running")]
     run = 1.0
-    for i, g in enumerate(groups, 1):
+    start_pos = path.index[1] if len(path.index) == 3 else None
+    for g in groups:
         w = float(np.prod([s.weight for s in g]))
         run *= w
-        last = g[-1]
-        pos = last.index[1] if len(last.index) == 3 else (last.index[2] if len(last.index) == 4 else None)
-        tok = "-" if pos is None else (f"{pos}:{tokens[pos]}" if tokens is not None and pos < len(tokens) else str(pos))
-        ops = []
-        for s in g:
-            if not ops or ops[-1] != s.op:
-                ops.append(s.op)
-        rows.append((str(i), last.module or "(top level)", ",".join(ops), tok, f"{w:.4g}", f"{run:.4g}"))
+        key = _block_key(g[0].module)
+        mods = [s.module for s in g]
+        if ".layer." in key or key.startswith("layer."):
+            att = "skip"
+            for s in g:
+                for c, short in (("key", "K"), ("query", "Q"), ("value", "V")):
+                    if s.module.endswith(f"attention.self.{c}"):
+                        h = f" h{s.index[-1] // head_size}" if head_size else ""
+                        att = short + h
+            ffn = "FFN" if any(m.endswith("intermediate.dense") for m in mods) else "skip"
+            route = f"attention: {att}; feed-forward: {ffn}"
+        else:
+            route = ",".join(dict.fromkeys(s.op for s in g))
+        end_pos = _position(g[-1].index)
+        rows.append((key, route, tok(start_pos), tok(end_pos), f"{w:.4g}", f"{run:.4g}"))
+        start_pos = end_pos
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(wd) for cell, wd in zip(r, widths, strict=True)).rstrip() for r in rows]
     return "\n".join(lines)

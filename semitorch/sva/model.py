@@ -117,3 +117,15 @@ def accuracy_table(examples: Iterable[SVAExample], scores: np.ndarray) -> dict[t
         c, n = table.get((e.template, e.n_attractors), (0, 0))
         table[(e.template, e.n_attractors)] = (c + int(s > 0), n + 1)
     return table
+
+
+def check_vocab(tok: Any, examples: Sequence[Any]) -> None:
+    """Raise ValueError naming the words of ``examples`` that are not single tokens of the vocabulary."""
+    words = set()
+    for e in examples:
+        words.update(e.tokens)
+        words.update((e.correct, e.wrong))
+    words.discard("[MASK]")
+    missing = sorted(w for w in words if int(tok.convert_tokens_to_ids(w)) == tok.unk_token_id)
+    if missing:
+        raise ValueError(f"words not in the model's vocabulary: {missing[:20]}{' ...' if len(missing) > 20 else ''}")
