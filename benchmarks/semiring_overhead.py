@@ -23,8 +23,6 @@ import pstats
 import statistics
 import sys
 import time
-from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 
@@ -68,15 +66,17 @@ def build(layers: int, hidden: int, heads: int, ffn: int, seq: int, seed: int = 
     return out, emb
 
 
-def median_time(fn: Callable[[], Any], n: int) -> float:
-    """Median wall time of ``n`` calls (after one warm-up call)."""
-    fn()
-    ts = []
-    for _ in range(n):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return statistics.median(ts)
+def set_threads(n: int) -> None:
+    """Limit numba's and the BLAS library's thread pools to ``n`` threads (BLAS via threadpoolctl, if installed)."""
+    import numba
+
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        print("threadpoolctl is not installed: BLAS keeps its default thread count")
+        return
+    threadpool_limits(n)
 
 
 def kernel_throughput(shapes: list[tuple[int, int, int]], reps: int) -> list[str]:
@@ -157,11 +157,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=None, help="interleaved timing rounds (default 15, quick 3)")
     p.add_argument("--profile", action="append", default=None, help="also cProfile one backward of this semiring")
     p.add_argument("--no-kernels", action="store_true", help="skip the kernel-throughput table")
+    p.add_argument(
+        "--threads", type=int, default=None, help="limit BLAS and numba to this many threads (default: theirs)"
+    )
     args = p.parse_args(argv)
+    if args.threads:
+        set_threads(args.threads)
     layers = 2 if args.quick else 6
     rounds = args.rounds or (3 if args.quick else 15)
 
-    print(f"load average at start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs (timings are wall-clock)")
+    print(
+        f"load average at start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs (timings are wall-clock); "
+        f"threads: {args.threads or 'default'}"
+    )
     t0 = time.perf_counter()
     backend = kernels.warmup()
     print(f"kernels: backend {backend}, warmup {time.perf_counter() - t0:.2f} s")

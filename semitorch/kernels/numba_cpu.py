@@ -162,14 +162,21 @@ def _maxplus_par(a, wT, ia, iw, val, arg, nchunks, neg):
 
 
 # ---- k-best -------------------------------------------------------------------------------
+#
+# Per row, the j's are visited by decreasing a[j, 0] (their best entry), so the running
+# K-th best value ("worst") rises early; ties are then broken explicitly by index
+# (value descending, then j·K + q ascending), which makes the result independent of
+# the visiting order. For each j a vectorised pass flags the k's whose best candidate
+# a[j, 0] + w[j, k] can still enter (≥ worst); only flagged k's run the insertion.
 
 
 @njit(cache=True, nogil=True)
-def _kbest_rows(a, wT, ia, iw, val, arg, worst, t0, t1):
+def _kbest_rows(a, wT, ia, iw, val, arg, t0, t1, neg):
     r = a.shape[1]
-    j = a.shape[2]
     K = a.shape[3]
     k = wT.shape[2]
+    worst = np.empty(k, dtype=a.dtype)
+    hit = np.empty(k, dtype=np.bool_)
     for t in range(t0, t1):
         b = t // r
         row = t - b * r
@@ -178,42 +185,49 @@ def _kbest_rows(a, wT, ia, iw, val, arg, worst, t0, t1):
         v = val[b, row]
         g = arg[b, row]
         for kk in range(k):
-            worst[kk] = _NEG
+            worst[kk] = neg
             for q in range(K):
-                v[kk, q] = _NEG
+                v[kk, q] = neg
                 g[kk, q] = 0
-        for jj in range(j):
+        order = np.argsort(-ar[:, 0])
+        for jj in order:
             x0 = ar[jj, 0]
-            if x0 == _NEG:
-                continue
+            if x0 == neg:
+                break  # the rest of the order is −inf too
             wr = w[jj]
+            cnt = 0
             for kk in range(k):
-                wv = wr[kk]
-                if not (x0 + wv > worst[kk]):
+                h = x0 + wr[kk] >= worst[kk]
+                hit[kk] = h
+                cnt += h
+            if cnt == 0:
+                continue
+            for kk in range(k):
+                if not hit[kk]:
                     continue
+                wv = wr[kk]
                 vk = v[kk]
                 gk = g[kk]
                 for q in range(K):
                     y = ar[jj, q] + wv
-                    if not (y > vk[K - 1]):
+                    idx = jj * K + q
+                    if not (y > vk[K - 1] or (y == vk[K - 1] and idx < gk[K - 1] and y > neg)):
                         break  # a[jj, :] is descending: no later q can enter either
                     p = K - 1
-                    while p > 0 and y > vk[p - 1]:
+                    while p > 0 and (y > vk[p - 1] or (y == vk[p - 1] and idx < gk[p - 1])):
                         vk[p] = vk[p - 1]
                         gk[p] = gk[p - 1]
                         p -= 1
                     vk[p] = y
-                    gk[p] = jj * K + q
+                    gk[p] = idx
                 worst[kk] = vk[K - 1]
 
 
 @njit(cache=True, parallel=True)
-def _kbest_par(a, wT, ia, iw, val, arg, nchunks):
+def _kbest_par(a, wT, ia, iw, val, arg, nchunks, neg):
     n = ia.shape[0] * a.shape[1]
-    k = wT.shape[2]
     for c in prange(nchunks):
-        worst = np.empty(k, dtype=a.dtype)
-        _kbest_rows(a, wT, ia, iw, val, arg, worst, c * n // nchunks, (c + 1) * n // nchunks)
+        _kbest_rows(a, wT, ia, iw, val, arg, c * n // nchunks, (c + 1) * n // nchunks, neg)
 
 
 # ---- signed max / min ---------------------------------------------------------------------
@@ -354,9 +368,9 @@ def kbest_vecmat(a: Array, logw: Array) -> tuple[Array, Array]:
         return val.reshape(batch + (r, k, K)), arg.reshape(batch + (r, k, K))
     nch = _nchunks(rows, rows * k * j)
     if nch:
-        _kbest_par(af, wT, ia, iw, val, arg, nch)
+        _kbest_par(af, wT, ia, iw, val, arg, nch, af.dtype.type(-np.inf))
     elif rows and k:
-        _kbest_rows(af, wT, ia, iw, val, arg, np.empty(k, dtype=af.dtype), 0, rows)
+        _kbest_rows(af, wT, ia, iw, val, arg, 0, rows, af.dtype.type(-np.inf))
     return val.reshape(batch + (r, k, K)), arg.reshape(batch + (r, k, K))
 
 
