@@ -47,7 +47,8 @@ def accuracy(model: BertForSequenceClassification, ids: np.ndarray, y: np.ndarra
 def main() -> None:
     """Train, then analyse the top paths."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--epochs", type=int, default=100, help="at most this many epochs (default 100)")
+    ap.add_argument("--target-acc", type=float, default=0.999, help="stop once validation accuracy reaches this")
     ap.add_argument("--n", type=int, default=10000, help="examples generated (split 70/10/20)")
     ap.add_argument("--n-analyse", type=int, default=1000, help="validation sentences analysed")
     ap.add_argument("--seed", type=int, default=0)
@@ -79,6 +80,8 @@ def main() -> None:
             opt.step()
         acc = accuracy(model, ids[va], y[va])
         print(f"epoch {epoch + 1:3d}  loss {loss.item():.4f}  val acc {acc:.4f}  {time.perf_counter() - t0:6.1f}s")
+        if acc >= args.target_acc:
+            break
     print(f"validation accuracy: {accuracy(model, ids[va], y[va]):.4f}")
 
     # ---- analysis: where each token's best path leaves the attention block's input -------------------
