@@ -163,15 +163,16 @@ def _maxplus_par(a, wT, ia, iw, val, arg, nchunks, neg):
 
 # ---- k-best -------------------------------------------------------------------------------
 #
-# Per row, the j's are visited by decreasing a[j, 0] (their best entry), so the running
-# K-th best value ("worst") rises early; ties are then broken explicitly by index
-# (value descending, then j·K + q ascending), which makes the result independent of
-# the visiting order. For each j a vectorised pass flags the k's whose best candidate
-# a[j, 0] + w[j, k] can still enter (≥ worst); only flagged k's run the insertion.
+# Per row, the j's are visited by decreasing a[j, 0] (their best entry; numpy computes
+# the order before the call), so the running K-th best value ("worst") rises early.
+# Ties are broken explicitly by index (value descending, then j·K + q ascending),
+# which makes the result independent of the visiting order. For each j a vectorised
+# pass flags the k's whose best candidate a[j, 0] + w[j, k] can still enter
+# (≥ worst); only flagged k's run the insertion.
 
 
 @njit(cache=True, nogil=True)
-def _kbest_rows(a, wT, ia, iw, val, arg, t0, t1, neg):
+def _kbest_rows(a, order, wT, ia, iw, val, arg, t0, t1, neg):
     r = a.shape[1]
     K = a.shape[3]
     k = wT.shape[2]
@@ -189,8 +190,7 @@ def _kbest_rows(a, wT, ia, iw, val, arg, t0, t1, neg):
             for q in range(K):
                 v[kk, q] = neg
                 g[kk, q] = 0
-        order = np.argsort(-ar[:, 0])
-        for jj in order:
+        for jj in order[ia[b], row]:
             x0 = ar[jj, 0]
             if x0 == neg:
                 break  # the rest of the order is −inf too
@@ -224,10 +224,10 @@ def _kbest_rows(a, wT, ia, iw, val, arg, t0, t1, neg):
 
 
 @njit(cache=True, parallel=True)
-def _kbest_par(a, wT, ia, iw, val, arg, nchunks, neg):
+def _kbest_par(a, order, wT, ia, iw, val, arg, nchunks, neg):
     n = ia.shape[0] * a.shape[1]
     for c in prange(nchunks):
-        _kbest_rows(a, wT, ia, iw, val, arg, c * n // nchunks, (c + 1) * n // nchunks, neg)
+        _kbest_rows(a, order, wT, ia, iw, val, arg, c * n // nchunks, (c + 1) * n // nchunks, neg)
 
 
 # ---- signed max / min ---------------------------------------------------------------------
@@ -366,11 +366,13 @@ def kbest_vecmat(a: Array, logw: Array) -> tuple[Array, Array]:
     rows = nb * r
     if K == 0:
         return val.reshape(batch + (r, k, K)), arg.reshape(batch + (r, k, K))
+    order = np.argsort(-af[..., 0], axis=-1)  # (Ba, r, j): each row's j by decreasing best entry
+    neg = af.dtype.type(-np.inf)
     nch = _nchunks(rows, rows * k * j)
     if nch:
-        _kbest_par(af, wT, ia, iw, val, arg, nch, af.dtype.type(-np.inf))
+        _kbest_par(af, order, wT, ia, iw, val, arg, nch, neg)
     elif rows and k:
-        _kbest_rows(af, wT, ia, iw, val, arg, 0, rows, af.dtype.type(-np.inf))
+        _kbest_rows(af, order, wT, ia, iw, val, arg, 0, rows, neg)
     return val.reshape(batch + (r, k, K)), arg.reshape(batch + (r, k, K))
 
 
