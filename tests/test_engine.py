@@ -198,6 +198,7 @@ def test_ten_thousand_op_chain_backprops_without_recursion() -> None:
 
 
 def _mlp_params(rng: np.random.Generator) -> list[np.ndarray]:
+    """W1, b1, W2, b2, W3, b3 of a 6 → 8 → 8 → 3 MLP."""
     sizes = [(6, 8), (8, 8), (8, 3)]
     out = []
     for i, o in sizes:
@@ -308,6 +309,7 @@ def test_worked_example_architecture_section_8() -> None:
 
 
 def _live_engine_objects() -> int:
+    """Tensors and Nodes (subclasses included) alive after a full collection."""
     gc.collect()
     return sum(1 for o in gc.get_objects() if issubclass(type(o), (st.Tensor, st.Node)))
 

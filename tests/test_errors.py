@@ -21,16 +21,19 @@ def t(shape: tuple[int, ...], grad: bool = True, dtype: Any = np.float64) -> st.
 
 
 def no_grad_backward() -> None:
+    """Tensor.backward() on a result of constants only."""
     x = st.tensor([1.0, 2.0])
     (x * 2.0).sum().backward()
 
 
 def grad_of_constant() -> None:
+    """st.grad of an output that does not require grad."""
     x = st.tensor([1.0, 2.0])
     st.grad((x * 2.0).sum(), x)
 
 
 def grad_wrt_constant_input() -> None:
+    """st.grad w.r.t. an input that does not require grad."""
     x, c = t((2,)), st.tensor([1.0, 2.0])
     st.grad((x * c).sum(), [x, c])
 
