@@ -273,7 +273,7 @@ def backward(
         if id(t) in found:
             val, _ = found[id(t)]
             full = t.shape + _vshape_tail(sr, val)
-            if val.shape != full or not val.flags.writeable:
+            if val.shape != full or not getattr(val.flags, "writeable", True) or 0 in val.strides:  # cupy: no flag
                 val = xp.array(xp.broadcast_to(val, full))
         else:  # not connected to the output: no path
             val = sr.zeros(xp, t.shape, sr.value_dtype(t.dtype))

@@ -172,6 +172,18 @@ _METHODS = {
 _SYNC_METHODS = {"nonzero"}
 
 
+class _Flags:
+    """cupy's ndarray.flags: only c_contiguous, f_contiguous and owndata (no writeable, no aligned)."""
+
+    def __init__(self, f: Any) -> None:
+        self._f = f
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in ("c_contiguous", "f_contiguous", "owndata"):
+            raise AttributeError(f"ndarray.flags.{name}: cupy's flags have only c_contiguous, f_contiguous, owndata")
+        return getattr(self._f, name)
+
+
 class GuardArray:
     """A device-array stand-in on the CPU: numpy data behind an interface that records host reads."""
 
@@ -189,7 +201,7 @@ class GuardArray:
     strides = property(lambda self: self._a.strides)
     itemsize = property(lambda self: self._a.itemsize)
     nbytes = property(lambda self: self._a.nbytes)
-    flags = property(lambda self: self._a.flags)
+    flags = property(lambda self: _Flags(self._a.flags))
     T = property(lambda self: GuardArray(self._a.T))
     device = property(lambda self: "guard")
 
