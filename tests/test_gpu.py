@@ -363,6 +363,7 @@ def hf_minilm_out() -> Any:
     return enc, [h.numpy() for h in ref.hidden_states]
 
 
+@pytest.mark.slow
 def test_minilm_hidden_states_match_transformers(dev: Dev, hf_minilm_out: Any) -> None:
     if dev.name == "numpy":
         pytest.skip("the host backend is tests/test_bert.py's subject")
