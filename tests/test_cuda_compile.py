@@ -340,6 +340,22 @@ def test_wrappers_without_launch_fall_back_for_other_dtypes_and_long_lists() -> 
     _same(cuda.kbest_vecmat(lists, w, launch=no_launch), reference.kbest_vecmat(lists, w))
 
 
+def test_wrappers_handle_empty_problems_without_a_launch() -> None:
+    """j = 0 (no candidate: −inf / (−inf, +inf), arg 0) and r = 0 are answered without a launch, as the reference."""
+
+    def no_launch(*args: Any) -> None:
+        raise AssertionError("no kernel should be launched")
+
+    for name, a, w in [
+        ("maxplus_vecmat", np.zeros((3, 0)), np.zeros((2, 0))),
+        ("maxplus_vecmat", np.zeros((2, 0, 4)), np.zeros((4,))[None, :].repeat(5, 0)),
+        ("kbest_vecmat", np.zeros((3, 0, 2)), np.zeros((2, 0))),
+        ("signed_vecmat", np.zeros((3, 0, 2)), np.zeros((2, 0))),
+        ("signed_vecmat", np.zeros((0, 4, 2), np.float32), np.ones((5, 4), np.float32)),
+    ]:
+        _same(getattr(cuda, name)(a, w, launch=no_launch), getattr(reference, name)(a, w))
+
+
 def test_wrapper_errors_name_the_kernel_and_shapes() -> None:
     with pytest.raises(ValueError, match=r"maxplus_vecmat: contraction sizes differ.*\(3, 4\)"):
         cuda.maxplus_vecmat(np.zeros((2, 3)), np.zeros((3, 4)))
