@@ -231,6 +231,20 @@ def test_larger_shapes_match_reference(mode, dtype):
 
 
 @pytest.mark.parametrize("mode", MODES)
+def test_signed_overflowing_products(mode):
+    """Products that overflow to ±inf are still candidates: the first one sets both max and min."""
+    big = np.float32(3e38)
+    a = np.array([[[big, -big], [1.0, -1.0], [big, big]]], dtype=np.float32)  # (r=1, j=3, 2)
+    w = np.array([[10.0, 0.0, 0.0], [-10.0, 2.0, 0.0], [0.0, 0.0, -10.0], [0.0, 0.0, 0.0]], dtype=np.float32)
+    with np.errstate(over="ignore"):
+        want = oracle_signed(a, w)
+    assert np.isinf(want[0][0, :3]).any()  # the case is exercised
+    with forced(mode) as fast:
+        _same(fast.signed_vecmat(a, w), want, np.dtype(np.float32))
+    _same(reference.signed_vecmat(a, w), want, np.dtype(np.float32))
+
+
+@pytest.mark.parametrize("mode", MODES)
 def test_strided_and_broadcast_views(mode):
     """Transposed, sliced and np.broadcast_to operands give the same as contiguous copies."""
     rng = np.random.default_rng(1)

@@ -232,9 +232,39 @@ def _kbest_par(a, order, wT, ia, iw, val, arg, nchunks, neg):
 
 # ---- signed max / min ---------------------------------------------------------------------
 #
-# "No candidate yet" is read off the running pair itself: (−inf, +inf) can only hold
-# before the first candidate (any candidate y gives max ≥ y ≥ min). The update is a
-# chain of selects (no masked stores), vectorised over k.
+# Invalid candidates become NaN, which never compares greater or less: w = 0 entries
+# are NaN in the transposed copy of w, and a non-finite a component is replaced by
+# NaN. The update is then a plain chain of selects (no masked stores), vectorised
+# over k. This equals the reference as long as every candidate is finite; a product
+# that overflowed to ±inf shows up as max = +inf or min = −inf, and those (row, k)
+# are redone by the exact scalar rule (the first candidate sets both max and min).
+
+
+@njit(cache=True, nogil=True)
+def _signed_exact(ar, wk, nan):
+    """(max, min, argmax, argmin) over the candidates of one (row, k): ``wk`` is w[:, k] (NaN = no edge)."""
+    hi = -np.inf
+    lo = np.inf
+    ghi = 0
+    glo = 0
+    found = False
+    for jj in range(ar.shape[0]):
+        wv = wk[jj]
+        if np.isnan(wv):
+            continue
+        for c in range(2):
+            x = ar[jj, c]
+            if not np.isfinite(x):
+                continue
+            y = wv * x
+            if not found or y > hi:
+                hi = y
+                ghi = 2 * jj + c
+            if not found or y < lo:
+                lo = y
+                glo = 2 * jj + c
+            found = True
+    return hi, lo, ghi, glo
 
 
 @njit(cache=True, nogil=True)
@@ -242,6 +272,7 @@ def _signed_rows(a, wT, ia, iw, val, arg, t0, t1, neg, pos):
     r = a.shape[1]
     j = a.shape[2]
     k = wT.shape[2]
+    nan = neg - neg
     hi = np.empty(k, dtype=a.dtype)
     lo = np.empty(k, dtype=a.dtype)
     ghi = np.empty(k, dtype=np.int32)
@@ -263,36 +294,31 @@ def _signed_rows(a, wT, ia, iw, val, arg, t0, t1, neg, pos):
             f1 = np.isfinite(a1)
             if not (f0 or f1):
                 continue
+            if not f0:
+                a0 = nan
+            if not f1:
+                a1 = nan
             wr = w[jj]
             q0 = np.int32(2 * jj)
             q1 = np.int32(2 * jj + 1)
             for kk in range(k):
                 wv = wr[kk]
-                nz = wv != 0
                 mx = hi[kk]
                 mn = lo[kk]
                 gx = ghi[kk]
                 gn = glo[kk]
                 y = wv * a0
-                ok = nz & f0
-                fresh = (mx == neg) & (mn == pos)
-                th = ok & ((y > mx) | fresh)
-                tl = ok & ((y < mn) | fresh)
-                if th:
+                if y > mx:
                     mx = y
                     gx = q0
-                if tl:
+                if y < mn:
                     mn = y
                     gn = q0
                 y = wv * a1
-                ok = nz & f1
-                fresh = (mx == neg) & (mn == pos)
-                th = ok & ((y > mx) | fresh)
-                tl = ok & ((y < mn) | fresh)
-                if th:
+                if y > mx:
                     mx = y
                     gx = q1
-                if tl:
+                if y < mn:
                     mn = y
                     gn = q1
                 hi[kk] = mx
@@ -302,10 +328,13 @@ def _signed_rows(a, wT, ia, iw, val, arg, t0, t1, neg, pos):
         vo = val[b, row]
         go = arg[b, row]
         for kk in range(k):
-            vo[kk, 0] = hi[kk]
-            vo[kk, 1] = lo[kk]
-            go[kk, 0] = ghi[kk]
-            go[kk, 1] = glo[kk]
+            if hi[kk] == pos or lo[kk] == neg:  # an infinite candidate: redo by the exact rule
+                vo[kk, 0], vo[kk, 1], go[kk, 0], go[kk, 1] = _signed_exact(ar, w[:, kk], nan)
+            else:
+                vo[kk, 0] = hi[kk]
+                vo[kk, 1] = lo[kk]
+                go[kk, 0] = ghi[kk]
+                go[kk, 1] = glo[kk]
 
 
 @njit(cache=True, parallel=True)
@@ -379,6 +408,7 @@ def kbest_vecmat(a: Array, logw: Array) -> tuple[Array, Array]:
 def signed_vecmat(a: Array, w: Array) -> tuple[Array, Array]:
     """Numba signed max/min vecmat; same contract as :func:`semitorch.kernels.reference.signed_vecmat`."""
     af, wT, ia, iw, batch = _setup("signed_vecmat", a, w, 3)
+    wT = np.where(wT == 0, af.dtype.type(np.nan), wT)  # a new array: NaN = no edge (never selected)
     nb, r, j = ia.shape[0], af.shape[1], af.shape[2]
     k = wT.shape[2]
     val = np.empty((nb, r, k, 2), dtype=af.dtype)
