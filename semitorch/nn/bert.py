@@ -296,33 +296,31 @@ class BertPreTrainedModel(Module):
                 m.weight.data = np.ones_like(m.weight.data)
                 m.bias.data = np.zeros_like(m.bias.data)
 
-    @staticmethod
+    def _array(self, a: Any) -> Any:
+        """``a`` (a Tensor, array or nested list) as an array on the parameters' device; None stays None."""
+        if a is None:
+            return None
+        return backend.xp_of(next(iter(self.parameters())).data).asarray(a.data if isinstance(a, Tensor) else a)
+
     def _bert_input(
-        input_ids: Any, attention_mask: Any, token_type_ids: Any, inputs_embeds: Tensor | None
+        self, input_ids: Any, attention_mask: Any, token_type_ids: Any, inputs_embeds: Tensor | None
     ) -> tuple[Any, Any, Any]:
         """Check the inputs' shapes; return ids, token types and the key padding mask (B, 1, 1, T) or None."""
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("BERT: pass exactly one of input_ids (B, T) and inputs_embeds (B, T, C)")
-        if input_ids is not None:
-            input_ids = input_ids.data if isinstance(input_ids, Tensor) else input_ids
-            if getattr(input_ids, "ndim", 0) != 2:
-                raise ValueError(f"BERT: input_ids must have shape (B, T), got {np.shape(input_ids)}")
-            bt = tuple(input_ids.shape)
-        else:
-            assert inputs_embeds is not None
-            if inputs_embeds.ndim != 3:
-                raise ValueError(f"BERT: inputs_embeds must have shape (B, T, C), got {inputs_embeds.shape}")
-            bt = inputs_embeds.shape[:2]
+        ids, am, tt = self._array(input_ids), self._array(attention_mask), self._array(token_type_ids)
+        if ids is not None and ids.ndim != 2:
+            raise ValueError(f"BERT: input_ids must have shape (B, T), got {tuple(ids.shape)}")
+        if inputs_embeds is not None and inputs_embeds.ndim != 3:
+            raise ValueError(f"BERT: inputs_embeds must have shape (B, T, C), got {inputs_embeds.shape}")
+        bt = tuple(ids.shape) if ids is not None else inputs_embeds.shape[:2]
+        for name, a in (("attention_mask", am), ("token_type_ids", tt)):
+            if a is not None and tuple(a.shape) != bt:
+                raise ValueError(f"BERT: {name} has shape {tuple(a.shape)}, expected {bt} like the input")
         pad = None
-        for name, a in (("attention_mask", attention_mask), ("token_type_ids", token_type_ids)):
-            if a is not None and tuple(np.shape(a.data if isinstance(a, Tensor) else a)) != bt:
-                raise ValueError(f"BERT: {name} has shape {np.shape(a)}, expected {bt} like the input")
-        if attention_mask is not None:
-            am = attention_mask.data if isinstance(attention_mask, Tensor) else attention_mask
-            if not bool((am != 0).all()):
-                pad = (am == 0)[:, None, None, :]  # (B, 1, 1, T) True at padded keys
-        tt = token_type_ids.data if isinstance(token_type_ids, Tensor) else token_type_ids
-        return input_ids, tt, pad
+        if am is not None and not bool((am != 0).all()):
+            pad = (am == 0)[:, None, None, :]  # (B, 1, 1, T) True at padded keys
+        return ids, tt, pad
 
     # ---- loading and saving ------------------------------------------------------------
     @classmethod
@@ -492,7 +490,7 @@ class BertForMaskedLM(BertPreTrainedModel):
         )
         out.logits = self.cls(out.last_hidden_state)  # (B, T, V)
         if labels is not None:
-            lab = np.asarray(labels.data if isinstance(labels, Tensor) else labels)
+            lab = self._array(labels)
             B, T, V = out.logits.shape
             if lab.shape != (B, T):
                 raise ValueError(f"BertForMaskedLM: labels have shape {lab.shape}, expected {(B, T)}")
@@ -544,7 +542,7 @@ class BertForSequenceClassification(BertPreTrainedModel):
         )
         out.logits = self.classifier(self.dropout(out.pooler_output))  # (B, num_labels)
         if labels is not None:
-            lab = np.asarray(labels.data if isinstance(labels, Tensor) else labels)
+            lab = self._array(labels)
             if lab.shape != out.logits.shape[:1]:
                 raise ValueError(
                     f"BertForSequenceClassification: labels have shape {lab.shape}, expected {out.logits.shape[:1]}"

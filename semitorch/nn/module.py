@@ -212,7 +212,7 @@ class Module:
             if kind not in ("f", "i", "u"):
                 raise StateDictError(
                     f"{type(self).__name__}.load_state_dict: key {k!r} has dtype "
-                    f"{getattr(v, 'dtype', type(v).__name__)}, expected a float array"
+                    f"{getattr(v, 'dtype', type(v).__name__)}, expected a numeric array"
                 )
             xp = backend.xp_of(p.data)
             new.append((p, xp.array(backend.to_numpy(v) if xp is np else v, dtype=p.dtype)))  # always a copy
