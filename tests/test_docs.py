@@ -24,11 +24,19 @@ def test_code_blocks_run(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MPLBACKEND", "Agg")
     ns: dict[str, object] = {"__name__": "__docs__"}
-    for i, code in enumerate(_blocks(page)):
-        try:
-            exec(compile(code, f"{page.name}[block {i}]", "exec"), ns)
-        except Exception as e:  # pragma: no cover - the failure message is the point
-            raise AssertionError(f"{page.relative_to(ROOT)} block {i} failed: {e!r}\n{code}") from e
+    import semitorch as st
+
+    registries = [(r, dict(r)) for r in (st.OPS, st.semirings.SEMIRINGS)]  # a page may register an op
+    try:
+        for i, code in enumerate(_blocks(page)):
+            try:
+                exec(compile(code, f"{page.name}[block {i}]", "exec"), ns)
+            except Exception as e:  # pragma: no cover - the failure message is the point
+                raise AssertionError(f"{page.relative_to(ROOT)} block {i} failed: {e!r}\n{code}") from e
+    finally:  # leave the registries as they were for the tests that run after this one
+        for reg, saved in registries:
+            reg.clear()
+            reg.update(saved)
 
 
 def test_every_tutorial_is_in_nav() -> None:
