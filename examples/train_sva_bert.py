@@ -77,6 +77,7 @@ def main() -> None:
             print(f"  {n} attractors: {c / t:.4f} ({t} sentences)")
     out = Path(args.out)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=out.parent if out.parent.exists() else None))
+    tmp.chmod(0o755)
     model.save_pretrained(tmp)
     write_vocab(tmp, words)
     if out.exists():
