@@ -143,7 +143,11 @@ def profile(out: st.Tensor, emb: st.Tensor, name: str, top: int = 18) -> list[st
     for (file, line, fn), (_cc, nc, tt, ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
         rows.append((tt, ct, nc, f"{file.split('semitorch/')[-1]}:{line}({fn})"))
     rows.sort(reverse=True)
-    lines = [f"profile of one {name} backward: {total * 1e3:.1f} ms total; top functions by own time:"]
+    kern = sum(tt for tt, _, _, where in rows if where.startswith("kernels/"))
+    lines = [
+        f"profile of one {name} backward: {total * 1e3:.1f} ms total, of which {kern * 1e3:.1f} ms "
+        f"({kern / total:.0%}) inside semitorch/kernels; top functions by own time:"
+    ]
     lines.append(f"  {'own ms':>8} {'share':>6} {'cum ms':>8} {'calls':>6}  function")
     for tt, ct, nc, where in rows[:top]:
         lines.append(f"  {tt * 1e3:8.2f} {tt / total:6.1%} {ct * 1e3:8.2f} {nc:6d}  {where}")
