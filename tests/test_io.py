@@ -269,3 +269,17 @@ def test_tree_round_trip_and_errors(tmp_path):
     (tmp_path / "t.safetensors").write_bytes(b"abc")
     with pytest.raises(CheckpointError, match="truncated or corrupt"):
         load_tree(tmp_path / "t.safetensors")
+
+
+def test_config_round_trip_keeps_label_names_and_unknown_entries(tmp_path):
+    d = {**CFG, "id2label": {"0": "neg", "1": "pos"}, "custom_entry": 3}
+    cfg = nn.BertConfig.from_dict(d)
+    assert cfg.num_labels == 2 and cfg.extra["custom_entry"] == 3
+    nn.BertForSequenceClassification(cfg).save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["id2label"] == {"0": "neg", "1": "pos"} and saved["custom_entry"] == 3
+    assert saved["architectures"] == ["BertForSequenceClassification"]
+    ref = transformers.BertConfig.from_pretrained(tmp_path)
+    assert ref.num_labels == 2 and ref.hidden_size == 8 and ref.id2label == {0: "neg", 1: "pos"}
+    with pytest.raises(ValueError, match="model_type is 'gpt2', not 'bert'"):
+        nn.BertConfig.from_dict({"model_type": "gpt2"})

@@ -99,8 +99,9 @@ class BertConfig:
         d = {**self.extra, **{k: v for k, v in dataclasses.asdict(self).items() if k != "extra"}}
         d["model_type"] = "bert"
         d["position_embedding_type"] = "absolute"
-        d["id2label"] = {str(i): f"LABEL_{i}" for i in range(self.num_labels)}
-        d["label2id"] = {f"LABEL_{i}": i for i in range(self.num_labels)}
+        if len(d.get("id2label") or {}) != self.num_labels:  # keep a checkpoint's own label names
+            d["id2label"] = {str(i): f"LABEL_{i}" for i in range(self.num_labels)}
+            d["label2id"] = {f"LABEL_{i}": i for i in range(self.num_labels)}
         return d
 
 
