@@ -126,3 +126,22 @@ def test_entropy_of_many_equal_paths_is_log_count() -> None:
     np.testing.assert_allclose(st.grad(y, x, semiring=Entropy()), [math.log(n)], rtol=1e-6)
     np.testing.assert_allclose(st.grad(y, x, semiring=LogCount()), [math.log(n)], rtol=1e-12)
     np.testing.assert_allclose(st.grad(y, x, semiring=Log()), [math.log(n * 1e-30)], rtol=1e-6)
+
+
+def test_sums_far_below_their_row_max_stay_exact() -> None:
+    """Rescaled BLAS vecmats: where the row's dominant terms meet zero weights and the rest lie e^-100 below,
+    float32 exp would underflow; those outputs are recomputed exactly (against float64 logsumexp)."""
+    a = np.array([[0.0, -100.0, -101.0]], dtype=np.float32)
+    W = np.array([[0.0, 1.0, 2.0], [1.0, 1.0, 1.0]], dtype=np.float32)
+    want = np.logaddexp(-100.0, -101.0 + math.log(2.0))
+    v, _ = Log().vecmat(a, None, W)
+    np.testing.assert_allclose(v, [[want, 0.0]], rtol=1e-6, atol=1e-6)
+    E = np.array([[1.0, 2.0, 3.0]], dtype=np.float32)
+    e, _ = Entropy().vecmat(np.stack([a, E], axis=-1), None, W)
+    t = np.array([-100.0, -101.0 + math.log(2.0)])
+    p = np.exp(t - want)
+    ent = (p * (np.array([2.0, 3.0]) - np.log([1.0, 2.0]))).sum()
+    np.testing.assert_allclose(e[0, 0], [want, ent], rtol=1e-5)  # float32: terms of size 100 cancel
+    np.testing.assert_allclose(e[0, 1], [0.0, 1.0], atol=1e-6)
+    c, _ = LogCount().vecmat(a.astype(np.float64) * 8, None, W.astype(np.float64))  # gaps of e^-800 in float64
+    np.testing.assert_allclose(c, [[np.logaddexp(-800.0, -808.0), 0.0]], rtol=1e-12)

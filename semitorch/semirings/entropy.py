@@ -5,7 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 from .base import Array, Semiring, _xp, register_semiring
-from .log import _Quiet, finite_or_zero, keep_shape, log_abs, move_last, scatter_logsumexp
+from .log import (
+    _Quiet,
+    finite_or_zero,
+    flagged_rows,
+    keep_shape,
+    log_abs,
+    logsumexp,
+    move_last,
+    recheck_limit,
+    scatter_logsumexp,
+    shifted_exp,
+)
 
 
 def _pair(xp: Any, L: Array, E: Array) -> Array:
@@ -150,10 +161,11 @@ class Entropy(Semiring):
         if L.shape[-1] == 0:  # an empty contraction: no path
             S = xp.matmul(L, xp.swapaxes(A, -1, -2))
             return _clean(xp, S - xp.inf, S), None
-        m = finite_or_zero(L.max(axis=-1, keepdims=True))
-        P = xp.exp(L - m)
-        with _Quiet(xp):
-            B = xp.where(A > 0, A * xp.log(A), 0).astype(a.dtype, copy=False)
+        P, m = shifted_exp(L)
+        with _Quiet(xp):  # B = |W| log|W|, with 0·log 0 = 0
+            B = xp.log(A)
+            B *= A
+        B[A == 0] = 0
         At = xp.swapaxes(A, -1, -2)
         S = xp.matmul(P, At)
         T1 = xp.matmul(P * E, At)
@@ -161,4 +173,12 @@ class Entropy(Semiring):
         with _Quiet(xp):
             Lo = xp.log(S) + m
             Eo = (T1 - T2) / S
+            flag = (Lo < m - recheck_limit(a.dtype)) & xp.isfinite(L.max(axis=-1, keepdims=True))
+            if bool(flag.any()):  # every term far below the row max: recompute these outputs exactly
+                idx, ar, wr = flagged_rows(a, A, flag)
+                lw = xp.log(wr)
+                t = ar[..., 0] + lw
+                Lo[idx] = logsumexp(t, -1)
+                p = xp.exp(t - finite_or_zero(Lo[idx])[..., None])
+                Eo[idx] = xp.where(p > 0, p * (ar[..., 1] - lw), 0).sum(axis=-1)
         return _clean(xp, Lo, Eo), None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from .base import Array, Semiring, _xp, register_semiring
@@ -71,21 +72,59 @@ def scatter_logsumexp(a: Array, index: Array, size: int) -> tuple[Array, Array]:
         return xp.log(s) + m, m
 
 
+def recheck_limit(dtype: Any) -> float:
+    """How far (nats) below its row's max a rescaled sum may fall before it is recomputed exactly.
+
+    Half the exponent range (float32: 43.7, float64: 354): terms that underflow after
+    the shift are below e^-87 (float32) of the row max, so above this limit they change
+    a result by less than J·e^-43 relative; below it :func:`flagged_rows` recomputes.
+    """
+    import numpy as np
+
+    return -math.log(float(np.finfo(dtype).tiny)) / 2
+
+
+def shifted_exp(a: Array) -> tuple[Array, Array]:
+    """(exp(a − m), m) with m the max of each row (last axis; 0 for rows without a finite entry)."""
+    xp = _xp(a)
+    m = finite_or_zero(a.max(axis=-1, keepdims=True))
+    return xp.exp(a - m), m
+
+
+def flagged_rows(a: Array, W: Array, flag: Array) -> tuple[tuple[Array, ...], Array, Array]:
+    """For the flagged outputs ``flag`` (..., r, k) of a vecmat of ``a`` (..., r, j, ...) with ``W`` (..., k, j):
+
+    their index tuple and, per flagged output, its row of ``a`` (n, j, ...) and of ``W`` (n, j).
+    """
+    xp = _xp(a)
+    idx = xp.nonzero(flag)
+    batch = flag.shape[:-2]
+    nv = a.ndim - len(batch) - 2
+    ab = xp.broadcast_to(a, batch + a.shape[a.ndim - nv - 2 :])
+    wb = xp.broadcast_to(W, batch + W.shape[-2:])
+    return idx, ab[idx[:-1]], wb[idx[:-2] + (idx[-1],)]
+
+
 def rescaled_matmul(a: Array, absW: Array) -> Array:
     """log((exp a) @ absWᵀ) over the last axis of ``a`` (..., r, j) and ``absW`` (..., k, j), by one BLAS call.
 
-    Each row of ``a`` is shifted by its max before exponentiating, so nothing over- or
-    underflows that the result can represent. −inf rows give −inf.
+    Each row of ``a`` is shifted by its max before exponentiating, so nothing overflows;
+    outputs far below their row's max, where underflowed terms could matter, are
+    recomputed exactly (:func:`recheck_limit`). −inf rows give −inf.
     """
     xp = _xp(a)
     if a.shape[-1] == 0:  # an empty contraction: no path (the matmul gives zeros of the right shape)
         with _Quiet(xp):
             return xp.log(xp.matmul(a, xp.swapaxes(absW, -1, -2)))
-    m = finite_or_zero(a.max(axis=-1, keepdims=True))
-    p = xp.exp(a - m)
+    p, m = shifted_exp(a)
     s = xp.matmul(p, xp.swapaxes(absW, -1, -2))
     with _Quiet(xp):
-        return xp.log(s) + m
+        out = xp.log(s) + m
+        flag = (out < m - recheck_limit(a.dtype)) & xp.isfinite(a.max(axis=-1, keepdims=True))
+        if bool(flag.any()):
+            idx, ar, wr = flagged_rows(a, absW, flag)
+            out[idx] = logsumexp(ar + xp.log(wr), -1)
+    return out
 
 
 class _Quiet:
