@@ -93,6 +93,7 @@ def test_base_model_from_head_checkpoint_and_head_from_base_checkpoint(tmp_path)
     with pytest.raises(CheckpointError, match=r"missing keys \(2\): pooler\.dense\.weight, pooler\.dense\.bias"):
         nn.BertModel.from_pretrained(d)
     base = nn.BertModel.from_pretrained(d, strict=False)  # loads the rest
+    assert nn.BertModel.from_pretrained(d, add_pooling_layer=False).pooler is None  # or build it without a pooler
     with torch.no_grad():
         want = ref.bert(input_ids=torch.tensor(IDS), attention_mask=torch.tensor(MASK)).last_hidden_state.numpy()
     got = base(input_ids=IDS, attention_mask=MASK).last_hidden_state.numpy()

@@ -326,18 +326,20 @@ class BertPreTrainedModel(Module):
     # ---- loading and saving ------------------------------------------------------------
     @classmethod
     def from_pretrained(
-        cls, path: str | os.PathLike[str], dtype: Any = np.float32, strict: bool = True, **config_overrides: Any
+        cls, path: str | os.PathLike[str], dtype: Any = np.float32, strict: bool = True, **kwargs: Any
     ) -> Any:
         """Build the model from a Hugging Face (or semitorch) directory and load its weights; eval mode.
 
         ``path`` holds config.json and model.safetensors (or pytorch_model.bin,
         read by torch with weights_only=True), or is a sentence-transformers
-        directory. ``config_overrides`` replace config entries (e.g. ``num_labels``).
-        See :meth:`load_pretrained` for how keys are matched.
+        directory. ``kwargs`` that name config entries replace them (e.g.
+        ``num_labels=3``); the others go to the constructor (e.g.
+        ``add_pooling_layer=False``). See :meth:`load_pretrained` for how keys are matched.
         """
         ckpt = load_checkpoint(path, dtype)
-        config = BertConfig.from_dict({**ckpt.config, **config_overrides})
-        model = cls(config)
+        fields = {f.name for f in dataclasses.fields(BertConfig)}
+        config = BertConfig.from_dict({**ckpt.config, **{k: v for k, v in kwargs.items() if k in fields}})
+        model = cls(config, **{k: v for k, v in kwargs.items() if k not in fields})
         model.astype(dtype)
         model._load_checkpoint_state(ckpt.state, ckpt.weights_file, ckpt.config, strict)
         return model.eval()
