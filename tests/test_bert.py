@@ -102,6 +102,18 @@ def test_tokenizer_no_padding_or_truncation_unless_asked(minilm_tok):
         minilm_tok("x", padding="left")
 
 
+def test_tokenizer_bad_files_and_pairs(tmp_path, minilm_tok):
+    with pytest.raises(ValueError, match="2 texts but 1 text pairs"):
+        minilm_tok(["a", "b"], ["c"])
+    (tmp_path / "tokenizer.json").write_text("{broken")
+    with pytest.raises(CheckpointError, match=r"tokenizer\.json: cannot read the tokenizer"):
+        nn.BertTokenizer.from_pretrained(tmp_path)
+    (tmp_path / "tokenizer.json").unlink()
+    (tmp_path / "vocab.txt").write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\nhello\n")
+    with pytest.raises(ValueError, match=r"special token mask_token='\[MASK\]' is not in the vocabulary"):
+        nn.BertTokenizer.from_pretrained(tmp_path)
+
+
 def test_tokenizer_missing_files_error(tmp_path):
     with pytest.raises(CheckpointError, match="no tokenizer.json or vocab.txt"):
         nn.BertTokenizer.from_pretrained(tmp_path)

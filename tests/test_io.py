@@ -284,3 +284,67 @@ def test_config_round_trip_keeps_label_names_and_unknown_entries(tmp_path):
     assert ref.num_labels == 2 and ref.hidden_size == 8 and ref.id2label == {0: "neg", 1: "pos"}
     with pytest.raises(ValueError, match="model_type is 'gpt2', not 'bert'"):
         nn.BertConfig.from_dict({"model_type": "gpt2"})
+
+
+def test_more_bad_checkpoints(tmp_path, monkeypatch):
+    d, ref = _hf_dir(tmp_path)
+    # a dtype numpy cannot hold (bfloat16), read through the numpy API
+    from safetensors.torch import save_file as save_torch
+
+    bf = tmp_path / "bf16"
+    shutil.copytree(d, bf)
+    save_torch({k: v.to(torch.bfloat16) for k, v in ref.state_dict().items()}, str(bf / "model.safetensors"))
+    with pytest.raises(CheckpointError, match=r"model\.safetensors: cannot convert a tensor .* to numpy"):
+        nn.BertForMaskedLM.from_pretrained(bf)
+    # an integer tensor that is not a known buffer; two names for one weight
+    ints = _write_like(d, tmp_path / "ints", lambda sd: {**sd, "bert.extra_ids": np.arange(3)})
+    with pytest.raises(CheckpointError, match="key 'bert.extra_ids' has non-float dtype int64"):
+        nn.BertForMaskedLM.from_pretrained(ints)
+    dup = _write_like(
+        d,
+        tmp_path / "dup",
+        lambda sd: {**sd, "bert.embeddings.LayerNorm.gamma": sd["bert.embeddings.LayerNorm.weight"]},
+    )
+    with pytest.raises(CheckpointError, match="both mean 'bert.embeddings.LayerNorm.weight'"):
+        nn.BertForMaskedLM.from_pretrained(dup)
+    # sharded index problems
+    dsh, _ = _hf_dir(tmp_path, "sharded", max_shard_size="3KB")
+    index = json.loads((dsh / "model.safetensors.index.json").read_text())
+    first = sorted(set(index["weight_map"].values()))[0]
+    (dsh / first).unlink()
+    with pytest.raises(CheckpointError, match=f"shard {first} is listed in the index but missing"):
+        nn.BertForMaskedLM.from_pretrained(dsh)
+    (dsh / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}}))
+    with pytest.raises(CheckpointError, match="a sharded index needs a 'weight_map' object"):
+        nn.BertForMaskedLM.from_pretrained(dsh)
+    # torch .bin files that are not a state dict of tensors, and no torch at all
+    dbin = tmp_path / "bin"
+    dbin.mkdir()
+    shutil.copy(d / "config.json", dbin)
+    torch.save([1, 2], dbin / "pytorch_model.bin")
+    with pytest.raises(CheckpointError, match="expected a state dict .*got list"):
+        nn.BertForMaskedLM.from_pretrained(dbin)
+    torch.save({"w": 3}, dbin / "pytorch_model.bin")
+    with pytest.raises(CheckpointError, match="entry 'w' is a int, not a tensor"):
+        nn.BertForMaskedLM.from_pretrained(dbin)
+    monkeypatch.setitem(__import__("sys").modules, "torch", None)
+    with pytest.raises(CheckpointError, match="reading a pytorch .bin checkpoint needs torch"):
+        nn.BertForMaskedLM.from_pretrained(dbin)
+    monkeypatch.undo()
+    # saving onto a file
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(CheckpointError, match="afile: exists and is not a directory"):
+        nn.BertForMaskedLM.from_pretrained(d).save_pretrained(tmp_path / "afile")
+
+
+def test_bad_config_and_labels():
+    with pytest.raises(ValueError, match="hidden_act 'swish' is not one of"):
+        nn.BertConfig(hidden_act="swish")
+    nn.manual_seed(0)
+    cfg = nn.BertConfig(**{k: v for k, v in CFG.items() if k != "architectures"})
+    with pytest.raises(ValueError, match=r"BertForMaskedLM: labels have shape \(2, 5\), expected \(2, 6\)"):
+        nn.BertForMaskedLM(cfg)(input_ids=IDS, labels=np.zeros((2, 5), dtype=np.int64))
+    with pytest.raises(ValueError, match=r"BertForSequenceClassification: labels have shape \(3,\), expected \(2,\)"):
+        nn.BertForSequenceClassification(cfg)(input_ids=IDS, labels=np.zeros(3, dtype=np.int64))
+    with pytest.raises(ValueError, match=r"inputs_embeds must have shape \(B, T, C\), got \(6, 8\)"):
+        nn.BertModel(cfg)(inputs_embeds=__import__("semitorch").tensor(np.zeros((6, 8), np.float32)))

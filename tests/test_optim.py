@@ -180,3 +180,14 @@ def test_optimizer_load_state_dict_errors():
     msg = r"state 'exp_avg' of parameter 1 has shape \(5,\), the parameter has shape \(4,\)"
     with pytest.raises(ValueError, match=msg):
         optim.Adam(ps).load_state_dict(sd)
+
+
+def test_optimizer_state_for_a_parameter_that_does_not_exist():
+    ps, _ = _pair()
+    o = optim.SGD(ps, lr=0.1, momentum=0.9)
+    sd = o.state_dict()
+    sd["state"] = {7: {"momentum_buffer": np.zeros(3)}}
+    with pytest.raises(ValueError, match="state for parameter 7, which does not exist"):
+        o.load_state_dict(sd)
+    with pytest.raises(ValueError, match="SGD: lr, momentum, weight_decay must be >= 0"):
+        optim.SGD(ps, lr=-0.1)
