@@ -232,17 +232,17 @@ def _kbest_par(a, order, wT, ia, iw, val, arg, nchunks, neg):
 
 # ---- signed max / min ---------------------------------------------------------------------
 #
-# Invalid candidates become NaN, which never compares greater or less: w = 0 entries
-# are NaN in the transposed copy of w, and a non-finite a component is replaced by
-# NaN. The update is then a plain chain of selects (no masked stores), vectorised
-# over k. This equals the reference as long as every candidate is finite; a product
-# that overflowed to ±inf shows up as max = +inf or min = −inf, and those (row, k)
-# are redone by the exact scalar rule (the first candidate sets both max and min).
+# Invalid candidates become NaN, which never compares greater or less: a w = 0 entry
+# is replaced by NaN as it is loaded, and so is a non-finite a component. The update
+# is then a plain chain of selects (no masked stores), vectorised over k. This equals
+# the reference as long as every candidate is finite; a product that overflowed to
+# ±inf shows up as max = +inf or min = −inf, and those (row, k) are redone by the
+# exact scalar rule (the first candidate sets both max and min).
 
 
 @njit(cache=True, nogil=True)
 def _signed_exact(ar, wk, nan):
-    """(max, min, argmax, argmin) over the candidates of one (row, k): ``wk`` is w[:, k] (NaN = no edge)."""
+    """(max, min, argmax, argmin) over the candidates of one (row, k): ``wk`` is w[:, k] (0 = no edge)."""
     hi = -np.inf
     lo = np.inf
     ghi = 0
@@ -250,7 +250,7 @@ def _signed_exact(ar, wk, nan):
     found = False
     for jj in range(ar.shape[0]):
         wv = wk[jj]
-        if np.isnan(wv):
+        if wv == 0:
             continue
         for c in range(2):
             x = ar[jj, c]
@@ -303,6 +303,8 @@ def _signed_rows(a, wT, ia, iw, val, arg, t0, t1, neg, pos):
             q1 = np.int32(2 * jj + 1)
             for kk in range(k):
                 wv = wr[kk]
+                if wv == 0:
+                    wv = nan  # no edge: never selected
                 mx = hi[kk]
                 mn = lo[kk]
                 gx = ghi[kk]
@@ -408,7 +410,6 @@ def kbest_vecmat(a: Array, logw: Array) -> tuple[Array, Array]:
 def signed_vecmat(a: Array, w: Array) -> tuple[Array, Array]:
     """Numba signed max/min vecmat; same contract as :func:`semitorch.kernels.reference.signed_vecmat`."""
     af, wT, ia, iw, batch = _setup("signed_vecmat", a, w, 3)
-    wT = np.where(wT == 0, af.dtype.type(np.nan), wT)  # a new array: NaN = no edge (never selected)
     nb, r, j = ia.shape[0], af.shape[1], af.shape[2]
     k = wT.shape[2]
     val = np.empty((nb, r, k, 2), dtype=af.dtype)
