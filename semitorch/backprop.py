@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from . import backend
 from .ops.structures import Elementwise, Linear, RowJacobian, Scatter, Take
 from .semirings.base import Semiring
@@ -78,6 +80,39 @@ def _vshape_tail(sr: Semiring, a: Any) -> tuple[int, ...]:
     return tuple(a.shape[a.ndim - nv :]) if nv else ()
 
 
+_SPARSE = 0.5  # compute only the rows holding a value when at most this fraction does
+
+
+def _row_subset(sr: Semiring, a2: Any, xp: Any) -> Any:
+    """Indices of the rows of ``a2`` (R, ...) that hold a value, or None when most do."""
+    if a2.shape[0] < 4:
+        return None
+    nz = sr.nonzero_rows(a2)
+    k = int(nz.sum())
+    return None if k > _SPARSE * a2.shape[0] else xp.nonzero(nz)[0]
+
+
+def _scatter_rows(sr: Semiring, rows: Any, R: int, r: Any, rs: Any, xp: Any) -> tuple[Any, Any]:
+    """Results of a row subset put back among R rows of 0̄ (backpointers -1)."""
+    inner = r.shape[1 : r.ndim - len(sr.vshape)]
+    out = sr.zeros(xp, (R,) + inner, r.dtype)
+    out[rows] = r
+    outs = None
+    if rs is not None:
+        outs = xp.full(out.shape, -1, dtype=xp.int64)
+        outs[rows] = rs
+    return out, outs
+
+
+def _vecmat_rows(sr: Semiring, a2: Any, s2: Any, W: Any, xp: Any) -> tuple[Any, Any]:
+    """vecmat of (R, j) + v rows against a shared W (k, j), skipping rows that hold no value."""
+    rows = _row_subset(sr, a2, xp)
+    if rows is None:
+        return sr.vecmat(a2, s2, W)
+    r, rs = sr.vecmat(a2[rows], None if s2 is None else s2[rows], W)
+    return _scatter_rows(sr, rows, a2.shape[0], r, rs, xp)
+
+
 def apply_structure(sr: Semiring, st: Any, a: Any, s: Any, xp: Any) -> tuple[Any, Any]:
     """The adjoint contribution of one (node, input) pair, from the node's output adjoint ``a``."""
     v = _vshape_tail(sr, a)
@@ -109,7 +144,7 @@ def apply_structure(sr: Semiring, st: Any, a: Any, s: Any, xp: Any) -> tuple[Any
         if W.ndim == 2 and nd > 2:
             lead = a.shape[: nd - 1]
             a2 = a.reshape((-1, a.shape[nd - 1]) + v)
-            r, rs = sr.vecmat(a2, None if s is None else s.reshape(a2.shape), W)
+            r, rs = _vecmat_rows(sr, a2, None if s is None else s.reshape(a2.shape), W, xp)
             r = r.reshape(lead + r.shape[1:])
             rs = None if rs is None else rs.reshape(r.shape)
         else:
@@ -128,10 +163,18 @@ def apply_structure(sr: Semiring, st: Any, a: Any, s: Any, xp: Any) -> tuple[Any
             return _move(st.vjp(_move(a, ax, nd - 1)), nd - 1, ax), None
         am = _move(a, ax, nd - 1)
         lead, n = am.shape[: nd - 1], am.shape[nd - 1]
-        a3 = am.reshape(lead + (1, n) + v)
-        s3 = None if s is None else _move(s, ax, nd - 1).reshape(a3.shape)
-        J = st.jac()  # lead + (n_out, n_in)
-        r, rs = sr.vecmat(a3, s3, xp.swapaxes(J, -1, -2))
+        a2 = am.reshape((-1, n) + v)
+        s2 = None if s is None else _move(s, ax, nd - 1).reshape(a2.shape)
+        rows = _row_subset(sr, a2, xp)
+        if rows is not None:  # only the rows that carry a value: J for those rows only
+            a2, s2 = a2[rows], None if s2 is None else s2[rows]
+        J = st.jac(rows) if rows is not None else st.jac().reshape(-1, n, n)  # (R, n_out, n_in)
+        a3 = a2.reshape((a2.shape[0], 1, n) + v)
+        r, rs = sr.vecmat(a3, None if s2 is None else s2.reshape(a3.shape), xp.swapaxes(J, -1, -2))
+        r = r.reshape((a2.shape[0], n) + v)
+        rs = None if rs is None else rs.reshape(r.shape)
+        if rows is not None:
+            r, rs = _scatter_rows(sr, rows, int(np.prod(lead, dtype=np.int64)), r, rs, xp)
         r = _move(r.reshape(lead + (n,) + v), nd - 1, ax)
         rs = None if rs is None else _move(rs.reshape(lead + (n,) + v), nd - 1, ax)
         return r, rs

@@ -30,6 +30,24 @@ def _softmax_data(x: Any, axis: int) -> Any:
     return e / e.sum(axis=axis, keepdims=True)
 
 
+def _rows(a: Any, rows: Any) -> Any:
+    """``a`` (lead + (n,)) as (R, n): all rows flattened, or only the flat row indices ``rows``."""
+    a2 = a.reshape(-1, a.shape[-1])
+    return a2 if rows is None else a2[rows]
+
+
+def _add_diag(m: Any, J: Any, d: Any) -> Any:
+    """J[:, i, i] += d[:, i] in place; returns J."""
+    i = m.arange(J.shape[-1])
+    J[:, i, i] += d
+    return J
+
+
+def xp_full(m: Any, col: Any, n: int) -> Any:
+    """A column (R, 1) repeated to (R, n)."""
+    return m.broadcast_to(col, (col.shape[0], n))
+
+
 def _axis(x: Tensor, axis: int, op: str) -> int:
     if not -x.ndim <= axis < max(x.ndim, 1):
         raise ValueError(f"{op}: axis {axis} is out of range for shape {x.shape}")
@@ -46,8 +64,10 @@ def softmax(x: Tensor, axis: int = -1) -> Tensor:
     def structs() -> list[Any]:
         sm = m.moveaxis(s, ax, -1)
 
-        def jac() -> Any:
-            return sm[..., :, None] * (m.eye(sm.shape[-1], dtype=sm.dtype) - sm[..., None, :])
+        def jac(rows: Any = None) -> Any:
+            r = _rows(sm, rows)
+            J = _add_diag(m, -(r[:, :, None] * r[:, None, :]), r)  # diag(s) − s sᵀ
+            return J if rows is not None else J.reshape(sm.shape + sm.shape[-1:])
 
         def vjp(g: Any) -> Any:
             return sm * (g - (g * sm).sum(axis=-1, keepdims=True))
@@ -69,8 +89,10 @@ def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
     def structs() -> list[Any]:
         sm = m.moveaxis(m.exp(out), ax, -1)
 
-        def jac() -> Any:
-            return m.eye(sm.shape[-1], dtype=sm.dtype) - sm[..., None, :]
+        def jac(rows: Any = None) -> Any:
+            r = _rows(sm, rows)
+            J = _add_diag(m, m.repeat(-r[:, None, :], r.shape[-1], axis=1), 1.0)  # I − 1 sᵀ
+            return J if rows is not None else J.reshape(sm.shape + sm.shape[-1:])
 
         def vjp(g: Any) -> Any:
             return g - sm * g.sum(axis=-1, keepdims=True)
@@ -105,10 +127,14 @@ def layer_norm(x: Tensor, weight: Tensor | None = None, bias: Tensor | None = No
         out = out + bias.data
 
     def structs() -> list[Any]:
-        def jac() -> Any:
-            eye = m.eye(n, dtype=xhat.dtype)
-            j = (eye - 1.0 / n - xhat[..., :, None] * xhat[..., None, :] / n) * rstd[..., None]
-            return j * w[:, None] if weight is not None else j
+        def jac(rows: Any = None) -> Any:
+            xh, rs = _rows(xhat, rows), _rows(rstd, rows)  # (R, n), (R, 1)
+            J = (xh * (rs / -n))[:, :, None] * xh[:, None, :]  # −x̂_j x̂_k / (n σ)
+            J -= (rs / n)[:, :, None]
+            _add_diag(m, J, xp_full(m, rs, n))
+            if weight is not None:
+                J *= w[None, :, None]
+            return J if rows is not None else J.reshape(xhat.shape + (n,))
 
         def vjp(g: Any) -> Any:
             gw = g * w if weight is not None else g

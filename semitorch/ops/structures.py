@@ -52,6 +52,7 @@ class RowJacobian:
 
     Rows are laid out with ``axis`` moved last. ``jac()`` builds J (shape
     rows + (n, n)) on demand (only semirings other than Real need it);
+    ``jac(rows)`` builds only the flat row indices ``rows`` (shape (len(rows), n, n));
     ``vjp(adj)`` is an optional closed-form real vector-Jacobian product on the
     moved layout that the Real semiring uses instead (never changing the result).
     ``axis`` is non-negative.

@@ -76,6 +76,11 @@ class Semiring:
         """The dtype of value arrays for tensors of ``dtype``."""
         return dtype
 
+    def nonzero_rows(self, a: Array) -> Array:
+        """For values ``a`` of shape (R, ...) + vshape: which rows hold any value other than 0̄."""
+        z = self.zeros(_xp(a), (), a.dtype)
+        return (a != z).reshape(a.shape[0], -1).any(axis=1)
+
     # ---- backprop methods ---------------------------------------------------------------
     def seed(self, xp: Any, shape: tuple[int, ...], dtype: Any, grad_output: Array | None) -> Array:
         """The output's adjoint: 1̄ everywhere, or ``lift(grad_output)`` (edges into a super-sink)."""
