@@ -85,7 +85,7 @@ _SPARSE = 0.5  # compute only the rows holding a value when at most this fractio
 
 def _row_subset(sr: Semiring, a2: Any, xp: Any) -> Any:
     """Indices of the rows of ``a2`` (R, ...) that hold a value, or None when most do."""
-    if a2.shape[0] < 4:
+    if a2.shape[0] < 4 or backend.is_device_array(a2):  # on a GPU, picking rows would cost a host sync
         return None
     nz = sr.nonzero_rows(a2)
     k = int(nz.sum())
@@ -105,12 +105,23 @@ def _scatter_rows(sr: Semiring, rows: Any, R: int, r: Any, rs: Any, xp: Any) -> 
 
 
 def _vecmat_rows(sr: Semiring, a2: Any, s2: Any, W: Any, xp: Any) -> tuple[Any, Any]:
-    """vecmat of (R, j) + v rows against a shared W (k, j), skipping rows that hold no value."""
-    rows = _row_subset(sr, a2, xp)
-    if rows is None:
+    """vecmat of (R, j) + v rows against a shared W (k, j), skipping rows and columns j that hold no value.
+
+    Backpointers stay exact: the src entries travel with the columns they belong to.
+    """
+    if backend.is_device_array(a2):  # on a GPU, skipping rows/columns would cost host syncs: compute them all
         return sr.vecmat(a2, s2, W)
-    r, rs = sr.vecmat(a2[rows], None if s2 is None else s2[rows], W)
-    return _scatter_rows(sr, rows, a2.shape[0], r, rs, xp)
+    rows = _row_subset(sr, a2, xp)
+    R = a2.shape[0]
+    if rows is not None:
+        a2, s2 = a2[rows], None if s2 is None else s2[rows]
+    if a2.shape[1] >= 8:
+        live = (a2 != sr.zeros(xp, (), a2.dtype)).reshape(a2.shape[0], a2.shape[1], -1).any(axis=(0, 2))
+        if int(live.sum()) <= _SPARSE * a2.shape[1]:
+            cols = xp.nonzero(live)[0]
+            a2, s2, W = a2[:, cols], None if s2 is None else s2[:, cols], W[:, cols]
+    r, rs = sr.vecmat(a2, s2, W)
+    return (r, rs) if rows is None else _scatter_rows(sr, rows, R, r, rs, xp)
 
 
 def apply_structure(sr: Semiring, st: Any, a: Any, s: Any, xp: Any) -> tuple[Any, Any]:
