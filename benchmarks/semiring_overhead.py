@@ -174,6 +174,11 @@ def main(argv: list[str] | None = None) -> int:
         f"load average at start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs (timings are wall-clock); "
         f"threads: {args.threads or 'default'}"
     )
+    if os.getloadavg()[0] > (os.cpu_count() or 1):
+        print(
+            "WARNING: the machine is oversubscribed: multi-threaded BLAS/numba timings (and so the ratios) are "
+            "unreliable; --threads 1 gives fairer ratios"
+        )
     t0 = time.perf_counter()
     backend = kernels.warmup()
     print(f"kernels: backend {backend}, warmup {time.perf_counter() - t0:.2f} s")
