@@ -118,12 +118,19 @@ class TokenPaths:
     target: str
 
     def table(self) -> str:
-        """One line per token: its best path weight and where the path first goes."""
+        """One line per token: its best path weight and where the path first leaves the token's position."""
         rows = [f"best path weight per token to {self.target}:"]
         w = max(len(t) for t in self.tokens) if self.tokens else 5
-        for t, wt, ps in zip(self.tokens, self.weights, self.paths, strict=True):
-            first = ps[0].steps[0].module if ps and ps[0].steps else "-"
-            rows.append(f"  {t.ljust(w)}  {wt:10.4g}  (first step: {first or '-'})")
+        for i, (t, wt, ps) in enumerate(zip(self.tokens, self.weights, self.paths, strict=True)):
+            where = "no path" if not ps or not ps[0].steps else "stays at its own position"
+            if ps and ps[0].steps:
+                for s in ps[0].steps:
+                    pos = _position(s.index)
+                    if pos is not None and pos != i:
+                        name = self.tokens[pos] if pos < len(self.tokens) else str(pos)
+                        where = f"moves to {pos}:{name} in {s.module or s.op}"
+                        break
+            rows.append(f"  {t.ljust(w)}  {wt:10.4g}  ({len(ps[0].steps) if ps else 0} edges; {where})")
         return "\n".join(rows)
 
 
@@ -462,7 +469,8 @@ def _block_key(module: str) -> str:
 
 
 def _position(index: tuple[int, ...]) -> int | None:
-    return index[1] if len(index) == 3 else (index[2] if len(index) == 4 else None)
+    """The sequence position of an element of a (B, T, C) tensor (None for other layouts)."""
+    return index[1] if len(index) == 3 else None
 
 
 def condensed_table(path: Path, tokens: Sequence[str] | None = None, head_size: int | None = None) -> str:
