@@ -5,7 +5,7 @@ semirings the same single backward pass computes statistics of the
 element-level gradient graph (best paths, entropy, path counts, ...).
 """
 
-from . import backend, cuda, data, ops, semirings
+from . import backend, cuda, data, explain, nn, ops, optim, semirings, viz
 from .backprop import BackwardResult, backward, grad
 from .ops import *  # noqa: F403
 from .ops import OPS
@@ -17,7 +17,8 @@ from .tensor import Tensor, tensor
 __version__ = "0.1.0"
 
 __all__ = [
-    "OPS", "SEMIRINGS", "BackwardResult", "Node", "Real", "Semiring", "Tensor", "cuda", "data",
+    "OPS", "SEMIRINGS", "BackwardResult", "Node", "Real", "Semiring", "Tensor", "cuda", "data", "explain", "nn",
+    "optim", "viz",
     "backend", "backward", "enable_grad", "grad", "is_grad_enabled", "module_scope", "no_grad", "ops",
     "semirings", "tensor",
 ]  # fmt: skip

@@ -49,10 +49,8 @@ class Real(Semiring):
         return (a if w is None else a * w), None
 
     def scatter(self, a: Array, src: Array | None, index: Array, size: int) -> tuple[Array, None]:
-        """Scatter-add (bincount per column)."""
+        """Scatter-add (``ufunc.at``, in the values' dtype: no table-sized float64 temporary)."""
         xp = _xp(a)
-        if a.ndim == 1:
-            return xp.bincount(index, weights=a, minlength=size).astype(a.dtype, copy=False), None
         out = xp.zeros((size,) + a.shape[1:], dtype=a.dtype)
         xp.add.at(out, index, a)
         return out, None
