@@ -75,6 +75,9 @@ class Path:
     def __len__(self) -> int:
         return len(self.steps)
 
+    def __bool__(self) -> bool:
+        return self.found
+
     def table(self) -> str:
         """A readable table: one row per step, with the running product of edge weights."""
         src = f"{self.input_name}{list(self.index)} (shape {self.input_shape})"

@@ -15,8 +15,11 @@ def log_abs(w: Array, dtype: Any = None, like: Array | None = None) -> Array:
     """
     xp = _xp(w if like is None else like)
     w = xp.asarray(w) if dtype is None else xp.asarray(w, dtype=dtype)
+    out = xp.abs(w)
     with _Quiet(xp):
-        return xp.log(xp.abs(w))
+        if getattr(out, "ndim", 0) and out.dtype.kind == "f":
+            return xp.log(out, out=out)  # in place: one temporary for large Jacobians
+        return xp.log(out)
 
 
 def finite_or_zero(m: Array) -> Array:
