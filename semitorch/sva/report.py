@@ -73,7 +73,8 @@ def sections(rep: SVAReport, meta: dict[str, Any]) -> list[tuple[str, str, list[
                 + ["/".join(str(c[k]) for k in COMPONENTS)]
             )
         out.append(
-            (f"Components: {role}", f"Share of the top-path weight of {role} tokens ({table.n.get(role, 0)} tokens) "
+            (f"Components: {role}", f"Share of the top-path weight of {role.replace(' tokens', '')} tokens "
+             f"({table.n.get(role, 0)} tokens) "
              "leaving each layer's attention input through Key, Query, Value or the skip connection, and the "
              "feed-forward input through the FFN or its skip; last column: path counts K/Q/V/skip.",
              ["layer", "key", "query", "value", "skip", "FFN", "FFN skip", "count K/Q/V/S"], rows)
