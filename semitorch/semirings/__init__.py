@@ -15,4 +15,5 @@ for _m in sorted(_pkgutil.iter_modules(__path__), key=lambda m: m.name):
         _importlib.import_module(f"{__name__}.{_m.name}")
 globals().update({cls.__name__: cls for cls in SEMIRINGS.values()})
 
-__all__ = ["SEMIRINGS", "Semiring", "register_semiring", *sorted(c.__name__ for c in SEMIRINGS.values())]
+__all__ = ["SEMIRINGS", "Semiring", "register_semiring"]
+__all__ += sorted(c.__name__ for c in SEMIRINGS.values())
