@@ -1,6 +1,6 @@
 """Regenerate the tutorial figures under docs/img/ (needs Graphviz's `dot`).
 
-    python docs/make_figures.py
+python docs/make_figures.py
 """
 
 from __future__ import annotations

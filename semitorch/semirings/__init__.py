@@ -16,4 +16,4 @@ for _m in sorted(_pkgutil.iter_modules(__path__), key=lambda m: m.name):
 globals().update({cls.__name__: cls for cls in SEMIRINGS.values()})
 
 __all__ = ["SEMIRINGS", "Semiring", "register_semiring"]
-__all__ += sorted(c.__name__ for c in SEMIRINGS.values())
+__all__ += [c.__name__ for c in sorted(SEMIRINGS.values(), key=lambda c: c.__name__)]
