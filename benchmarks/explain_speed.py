@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-from semitorch.explain import Forward, LogitDiff, entropy_per_token, top_paths_per_token
+from semitorch.explain import Forward, LogitDiff, entropy_per_token, paths_and_entropy, top_paths_per_token
 from semitorch.nn import BertConfig, BertForMaskedLM, manual_seed
 
 
@@ -30,6 +30,7 @@ def main() -> None:
     ap.add_argument("--sva-n", type=int, default=1000)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--skip-sva", action="store_true")
+    ap.add_argument("--serial", action="store_true", help="run the two backward passes one after the other")
     args = ap.parse_args()
 
     manual_seed(0)
@@ -45,9 +46,13 @@ def main() -> None:
         t0 = time.perf_counter()
         fw = Forward.run(model, ids, target)
         t1 = time.perf_counter()
-        paths = top_paths_per_token(fw, 1)
-        t2 = time.perf_counter()
-        ent = entropy_per_token(fw)
+        if args.serial:
+            paths = top_paths_per_token(fw, 1)
+            t2 = time.perf_counter()
+            ent = entropy_per_token(fw)
+        else:  # the two backward passes in two threads (what the explain API does)
+            paths, ent = paths_and_entropy(fw, 1)
+            t2 = time.perf_counter()
         t3 = time.perf_counter()
         times.append(t3 - t0)
         parts.append((t1 - t0, t2 - t1, t3 - t2))
@@ -56,7 +61,10 @@ def main() -> None:
     f, p, e = (statistics.median(x[i] for x in parts) for i in range(3))
     assert len(paths.paths) == 40 and np.isfinite(ent.entropy).all()
     print(f"BERT L6/H512/A8, 40 tokens: top path + entropy for every token: {med:.2f} s (median of {len(times)})")
-    print(f"  forward {f:.2f} s, MaxProduct backward + 40 paths {p:.2f} s, Entropy backward {e:.2f} s")
+    if args.serial:
+        print(f"  forward {f:.2f} s, MaxProduct backward + 40 paths {p:.2f} s, Entropy backward {e:.2f} s")
+    else:
+        print(f"  forward {f:.2f} s, MaxProduct (+ 40 paths) and Entropy backward in two threads {p:.2f} s")
     print(f"  target <= 2 s: {'OK' if med <= 2 else 'MISSED'}")
 
     if not args.skip_sva:

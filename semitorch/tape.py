@@ -72,7 +72,7 @@ class Node:
     ``structures`` is a thunk returning, for each input, its local-derivative
     structure (``ops.structures``) or ``None`` when that input carries no edge.
     It runs once, at the first backward pass, and its result is cached so that
-    later passes under other semirings reuse it.
+    later passes under other semirings reuse it (passes may run in parallel threads).
     """
 
     __slots__ = ("op", "inputs", "_thunk", "_structs", "module", "shape", "dtype", "__weakref__")
@@ -96,15 +96,14 @@ class Node:
     @property
     def structures(self) -> tuple[Any, ...]:
         """The local-derivative structure of each input (computed once)."""
-        if self._structs is None:
+        structs = self._structs
+        if structs is None:
             assert self._thunk is not None
-            self._structs = tuple(self._thunk())
-            self._thunk = None
-            if len(self._structs) != len(self.inputs):
-                raise RuntimeError(
-                    f"op {self.op!r} returned {len(self._structs)} structures for {len(self.inputs)} inputs"
-                )
-        return self._structs
+            structs = tuple(self._thunk())  # the thunk is kept: threads racing here compute the same thing
+            if len(structs) != len(self.inputs):
+                raise RuntimeError(f"op {self.op!r} returned {len(structs)} structures for {len(self.inputs)} inputs")
+            self._structs = structs
+        return structs
 
     def __repr__(self) -> str:
         mod = f" in {self.module!r}" if self.module else ""

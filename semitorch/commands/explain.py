@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901
     from .. import no_grad
     from ..backprop import backward
     from ..data.sva import load_lexicon
-    from ..explain import Forward, LogitDiff, condensed_table, entropy_per_token, routes_of, top_paths_per_token
+    from ..explain import Forward, LogitDiff, condensed_table, paths_and_entropy, routes_of
     from ..paths import read_path
     from ..semirings import KBest
 
@@ -109,7 +109,7 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901
     target = LogitDiff(mask, gi, bi, (good, bad))
     fw = Forward.run(model, input_ids, target, tokens=words)
     print(f"quantity explained: {target.describe()} = {fw.quantity.item():.4f}\n")
-    paths = top_paths_per_token(fw, 1)
+    paths, ent = paths_and_entropy(fw, 1)
     cfg = model.config
     routes = routes_of(fw, cfg.num_hidden_layers, cfg.hidden_size // cfg.num_attention_heads, paths)
     kres = backward(fw.quantity, [fw.leaf], KBest(args.k), keep=True)
@@ -124,7 +124,6 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901
     print()
     print(routes.table())
     print("  (K/Q/V: the path enters that projection, hN = head N; S: the skip connection)\n")
-    ent = entropy_per_token(fw)
     print(ent.table())
     print(
         "\nHow to read this: a path's weight is the product of |local derivatives| along it; the best path is the "

@@ -19,6 +19,7 @@ from .core import (
     block_inputs,
     condensed_table,
     entropy_per_token,
+    paths_and_entropy,
     routes_of,
     top_paths_per_token,
 )
@@ -27,5 +28,6 @@ from .targets import ClassLogit, Custom, LogitDiff, Target, TokenLogit, as_targe
 __all__ = [
     "COMPONENTS", "ClassLogit", "ComponentRoutes", "ComponentShares", "ComponentTable", "Custom", "Forward",
     "LayerRoute", "LogitDiff", "PathEntropy", "Target", "TokenEntropy", "TokenLogit", "TokenPaths", "TopPaths",
-    "as_target", "block_inputs", "condensed_table", "entropy_per_token", "routes_of", "top_paths_per_token",
+    "as_target", "block_inputs", "condensed_table", "entropy_per_token", "paths_and_entropy", "routes_of",
+    "top_paths_per_token",
 ]  # fmt: skip

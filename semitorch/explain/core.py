@@ -16,6 +16,8 @@ and answers with one backward pass per semiring:
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -239,6 +241,29 @@ def entropy_per_token(fw: Forward) -> TokenEntropy:
     ok = fw.valid
     sz, sh = _combine(v[ok, :, 0], v[ok, :, 1])
     return TokenEntropy(fw.tokens, H, Z, sh, sz, fw.target.describe())
+
+
+def paths_and_entropy(fw: Forward, k: int = 1, parallel: bool = True) -> tuple[TokenPaths, TokenEntropy]:
+    """Best paths and entropies of every token from one forward pass.
+
+    The MaxProduct/KBest and the Entropy backward passes are independent; with
+    ``parallel`` (and at least 2 CPUs) they run in two threads, numpy releasing the GIL,
+    with BLAS held to one thread each (threadpoolctl, when installed) so that they do not
+    oversubscribe the cores.
+    """
+    if not parallel or (os.cpu_count() or 1) < 2:
+        return top_paths_per_token(fw, k), entropy_per_token(fw)
+    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
+
+    try:
+        from threadpoolctl import threadpool_limits  # noqa: PLC0415
+    except ImportError:  # pragma: no cover - optional
+        threadpool_limits = None
+    limit = threadpool_limits(1, user_api="blas") if threadpool_limits else contextlib.nullcontext()
+    with limit, ThreadPoolExecutor(2) as ex:
+        a = ex.submit(top_paths_per_token, fw, k)
+        b = ex.submit(entropy_per_token, fw)
+        return a.result(), b.result()
 
 
 # ---- component shares ----------------------------------------------------------------------

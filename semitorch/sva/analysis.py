@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..data.sva import SVAExample
-from ..explain import ComponentTable, Forward, LogitDiff, entropy_per_token, routes_of, top_paths_per_token
+from ..explain import ComponentTable, Forward, LogitDiff, paths_and_entropy, routes_of
 from ..explain.core import ComponentRoutes
 
 ROLES = ("subject", "attractor", "[MASK]", "all tokens")
@@ -58,9 +58,8 @@ def analyse_item(model: Any, tok: Any, ex: SVAExample, index: int = 0) -> ItemRe
     target = LogitDiff(ex.mask + 1, c, w, (ex.correct, ex.wrong))
     fw = Forward.run(model, ids, target, tokens=words)
     cfg = model.config
-    paths = top_paths_per_token(fw, 1)
+    paths, ent = paths_and_entropy(fw, 1)
     routes: ComponentRoutes = routes_of(fw, cfg.num_hidden_layers, cfg.hidden_size // cfg.num_attention_heads, paths)
-    ent = entropy_per_token(fw)
     return ItemResult(
         index=index,
         template=ex.template,
