@@ -30,7 +30,7 @@ from . import reference
 
 Array = Any
 
-__all__ = ["BACKEND", "gelu_erf", "kbest_vecmat", "maxplus_vecmat", "signed_vecmat", "warmup"]
+__all__ = ["BACKEND", "kbest_vecmat", "maxplus_vecmat", "signed_vecmat", "warmup"]
 
 
 def _choose_backend() -> str:
@@ -61,27 +61,6 @@ def _numba() -> ModuleType | None:
             return None
         _fast = numba_cpu
     return _fast
-
-
-GELU_MIN_SIZE = 1 << 16
-"""Arrays at least this large take the fused numba GELU (smaller ones: numpy/scipy, no compile)."""
-
-
-def gelu_erf(x: Array) -> tuple[Array, Array] | None:
-    """``(x Φ(x), Φ(x))`` by a fused parallel numba kernel, or None where it does not apply
-    (no numba, the numpy backend forced, a device array, another dtype, or a small array)."""
-    if (
-        not isinstance(x, np.ndarray)
-        or x.dtype not in (np.float32, np.float64)
-        or x.size < GELU_MIN_SIZE
-        or _numba() is None
-    ):
-        return None
-    try:
-        from .numba_fused import gelu_erf as fused
-    except ImportError:  # pragma: no cover - numba present but unusable
-        return None
-    return fused(x)
 
 
 def _use_fast(a: Array, w: Array) -> ModuleType | None:
