@@ -26,8 +26,12 @@ from .structures import Elementwise, RowJacobian, Scatter
 def _softmax_data(x: Any, axis: int) -> Any:
     m = xp("softmax", x)
     mx = x.max(axis=axis, keepdims=True)
-    e = m.exp(x - m.where(m.isfinite(mx), mx, 0.0))
-    return e / e.sum(axis=axis, keepdims=True)
+    e = x - m.where(m.isfinite(mx), mx, 0.0)  # one new array, then in place: exp, normalise
+    if e.dtype.kind != "f":
+        e = e.astype(m.float64)
+    m.exp(e, out=e)
+    e /= e.sum(axis=axis, keepdims=True)
+    return e
 
 
 def _rows(a: Any, rows: Any) -> Any:
