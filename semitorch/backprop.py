@@ -344,6 +344,8 @@ def grad(output: Tensor, inputs: Any, semiring: Any = None, grad_output: Any = N
     another semiring.
     """
     single = isinstance(inputs, Tensor)
+    if not single and not isinstance(inputs, (list, tuple)):
+        raise TypeError(f"grad: inputs must be a Tensor or a list/tuple of Tensors, got {type(inputs).__name__}")
     ins = [inputs] if single else list(inputs)
     res = backward(output, ins, semiring, grad_output)
     outs = [res.semiring.readout(v) for v in res.values]

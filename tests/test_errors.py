@@ -228,3 +228,14 @@ def test_cuda_unavailable_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(backend, "cuda_available", lambda: False)
     with pytest.raises(RuntimeError, match=r"cannot move to device 'cuda': no CUDA GPU is available"):
         st.tensor([1.0], device="cuda")
+
+
+def test_grad_inputs_of_the_wrong_kind() -> None:
+    """st.grad names what it got when inputs is neither a Tensor nor a list/tuple of Tensors."""
+    import semitorch as st
+
+    x = st.tensor([1.0, 2.0], requires_grad=True)
+    with pytest.raises(TypeError, match="inputs must be a Tensor or a list/tuple of Tensors, got int"):
+        st.grad(x.sum(), 5)
+    with pytest.raises(TypeError, match=r"inputs\[1\] is a str"):
+        st.grad(x.sum(), [x, "x"])
