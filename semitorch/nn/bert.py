@@ -162,10 +162,11 @@ class BertSelfAttention(Module):
         """Context vectors (B, T, C) and attention probabilities (B, nh, T, T); ``pad`` (B, 1, 1, T) masks keys."""
         B, T, C = h.shape
         nh, hs = self.num_attention_heads, self.attention_head_size
-        q = self.query(h).reshape(B, T, nh, hs).transpose(0, 2, 1, 3)  # (B, nh, T, hs)
+        q = self.query(h) * (1.0 / math.sqrt(hs))  # scaled before the product: T/hs times fewer multiplies
+        q = q.reshape(B, T, nh, hs).transpose(0, 2, 1, 3)  # (B, nh, T, hs)
         k = self.key(h).reshape(B, T, nh, hs).transpose(0, 2, 3, 1)  # (B, nh, hs, T)
         v = self.value(h).reshape(B, T, nh, hs).transpose(0, 2, 1, 3)  # (B, nh, T, hs)
-        att = (q @ k) * (1.0 / math.sqrt(hs))  # (B, nh, T, T)
+        att = q @ k  # (B, nh, T, T)
         if pad is not None:
             att = att.masked_fill(pad, float(np.finfo(att.dtype).min))  # (B, nh, T, T)
         att = self.dropout(ops.softmax(att, axis=-1))  # (B, nh, T, T)

@@ -121,14 +121,17 @@ def layer_norm(x: Tensor, weight: Tensor | None = None, bias: Tensor | None = No
             raise ValueError(f"layer_norm: {name} has shape {tuple(p.shape)}, expected ({n},) for input {x.shape}")
     # the mean accumulated in float64: a 1-ulp float32 error in it is amplified by 1/σ on near-constant rows
     mu = x.data.mean(axis=-1, keepdims=True, dtype=m.float64).astype(x.dtype, copy=False)
-    xc = x.data - mu
-    var = (xc * xc).mean(axis=-1, keepdims=True)
-    rstd = 1.0 / m.sqrt(var + eps)
-    xhat = xc * rstd
+    xhat = x.data - mu  # centred; normalised in place below (few full-size temporaries)
+    var = m.einsum("...i,...i->...", xhat, xhat)[..., None] / n
+    rstd = (1.0 / m.sqrt(var + eps)).astype(xhat.dtype, copy=False)
+    xhat *= rstd
     w = data(weight)
-    out = xhat * w if weight is not None else xhat
-    if bias is not None:
-        out = out + bias.data
+    if weight is not None:
+        out = xhat * w
+        if bias is not None:
+            out += bias.data
+    else:
+        out = xhat + bias.data if bias is not None else xhat
 
     def structs() -> list[Any]:
         def jac(rows: Any = None) -> Any:
