@@ -33,17 +33,17 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(embedded_model_dir()))
-    ap.add_argument("--quick", action="store_true", help="a few steps into a temporary directory (smoke test)")
+    ap.add_argument("--quick", action="store_true", help="a few steps into ./sva_bert_quick (smoke test)")
     args = ap.parse_args()
-    if args.quick:
+    if args.quick:  # a smoke run: a few steps, written to ./sva_bert_quick (not over the embedded model)
         args.steps = 20
-        args.out = tempfile.mkdtemp(prefix="sva_bert_")
+        args.out = str(Path("sva_bert_quick").resolve())
 
     manual_seed(args.seed)
     words = word_vocab()
-    work = Path(tempfile.mkdtemp(prefix="sva_vocab_"))
-    write_vocab(work, words)
-    tok = BertTokenizer.from_pretrained(work)
+    with tempfile.TemporaryDirectory(prefix="sva_vocab_") as work:
+        write_vocab(work, words)
+        tok = BertTokenizer.from_pretrained(work)
     config = BertConfig(
         vocab_size=len(words), hidden_size=64, num_hidden_layers=6, num_attention_heads=4, intermediate_size=256,
         max_position_embeddings=32, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
