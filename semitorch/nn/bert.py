@@ -178,9 +178,9 @@ class BertSelfAttention(Module):
 class BertSelfOutput(Module):
     """Output projection of attention, dropout, residual connection, LayerNorm."""
 
-    def __init__(self, config: BertConfig) -> None:
+    def __init__(self, config: BertConfig, in_features: int | None = None) -> None:
         super().__init__()
-        self.dense = Linear(config.hidden_size, config.hidden_size)
+        self.dense = Linear(in_features or config.hidden_size, config.hidden_size)
         self.LayerNorm = LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = Dropout(config.hidden_dropout_prob)
 
@@ -216,18 +216,11 @@ class BertIntermediate(Module):
         return self.intermediate_act_fn(self.dense(h))
 
 
-class BertOutput(Module):
-    """Feed-forward contraction, dropout, residual connection, LayerNorm."""
+class BertOutput(BertSelfOutput):
+    """Feed-forward contraction (``intermediate_size`` → hidden), dropout, residual connection, LayerNorm."""
 
     def __init__(self, config: BertConfig) -> None:
-        super().__init__()
-        self.dense = Linear(config.intermediate_size, config.hidden_size)
-        self.LayerNorm = LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = Dropout(config.hidden_dropout_prob)
-
-    def forward(self, h: Tensor, input_tensor: Tensor) -> Tensor:
-        """LayerNorm(dropout(dense(h)) + input_tensor): (B, T, C)."""
-        return self.LayerNorm(self.dropout(self.dense(h)) + input_tensor)
+        super().__init__(config, config.intermediate_size)
 
 
 class BertLayer(Module):

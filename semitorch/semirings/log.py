@@ -145,8 +145,29 @@ class _Quiet:
             self._ctx.__exit__(*exc)
 
 
+class LogDomain(Semiring):
+    """Shared algebra of semirings over log|path products| (Log, MaxProduct): 0̄ = −∞, 1̄ = 0,
+    ⊗ = +, lift w ↦ log|w|. Not registered itself; subclasses supply ⊕."""
+
+    def zeros(self, xp: Any, shape: tuple[int, ...], dtype: Any) -> Array:
+        """−∞ everywhere (no path)."""
+        return xp.full(shape, -xp.inf, dtype=dtype)
+
+    def ones(self, xp: Any, shape: tuple[int, ...], dtype: Any) -> Array:
+        """0 everywhere (= log 1)."""
+        return xp.zeros(shape, dtype=dtype)
+
+    def lift(self, w: Array) -> Array:
+        """log|w| (−∞ for w = 0)."""
+        return log_abs(w)
+
+    def times(self, a: Array, b: Array) -> Array:
+        """a + b."""
+        return a + b
+
+
 @register_semiring
-class Log(Semiring):
+class Log(LogDomain):
     """The log semiring: values are log path masses; (⊕, ⊗, 0̄, 1̄) = (logaddexp, +, −∞, 0) on ℝ ∪ {−∞}.
 
     Lift: an edge w becomes log|w| (−∞ for w = 0: no edge). A backward pass gives,
@@ -163,25 +184,9 @@ class Log(Semiring):
     def __repr__(self) -> str:
         return "Log()"
 
-    def zeros(self, xp: Any, shape: tuple[int, ...], dtype: Any) -> Array:
-        """−∞ everywhere."""
-        return xp.full(shape, -xp.inf, dtype=dtype)
-
-    def ones(self, xp: Any, shape: tuple[int, ...], dtype: Any) -> Array:
-        """0 everywhere."""
-        return xp.zeros(shape, dtype=dtype)
-
-    def lift(self, w: Array) -> Array:
-        """log|w| (−∞ for w = 0)."""
-        return log_abs(w)
-
     def plus(self, a: Array, b: Array) -> Array:
         """logaddexp(a, b)."""
         return _xp(a).logaddexp(a, b)
-
-    def times(self, a: Array, b: Array) -> Array:
-        """a + b."""
-        return a + b
 
     def sum(self, a: Array, axes: tuple[int, ...], keepdims: bool = False) -> Array:
         """logsumexp over ``axes``."""

@@ -6,13 +6,11 @@ flattened axes or within scatter groups and carry its backpointer (``src``) alon
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from .. import kernels
-from .base import Array, Semiring, _xp, register_semiring
-from .log import keep_shape, log_abs, move_last
+from .base import Array, _xp, register_semiring
+from .log import LogDomain, keep_shape, log_abs, move_last
 
 
 def take_last(a: Array, idx: Array) -> Array:
@@ -91,7 +89,7 @@ def exp64(a: Array) -> Array:
 
 
 @register_semiring
-class MaxProduct(Semiring):
+class MaxProduct(LogDomain):
     """The max-product semiring over |w|, kept in log space: (⊕, ⊗, 0̄, 1̄) = (max, +, −∞, 0) on ℝ ∪ {−∞}.
 
     Lift: an edge w becomes log|w| (−∞ for w = 0: no edge). A backward pass gives,
@@ -114,25 +112,9 @@ class MaxProduct(Semiring):
     def __repr__(self) -> str:
         return f"MaxProduct(log={self.log})"
 
-    def zeros(self, xp: Any, shape: tuple[int, ...], dtype: Any) -> Array:
-        """−∞ (no path)."""
-        return xp.full(shape, -xp.inf, dtype=dtype)
-
-    def ones(self, xp: Any, shape: tuple[int, ...], dtype: Any) -> Array:
-        """0 (= log 1)."""
-        return xp.zeros(shape, dtype=dtype)
-
-    def lift(self, w: Array) -> Array:
-        """log|w| (−∞ for w = 0)."""
-        return log_abs(w)
-
     def plus(self, a: Array, b: Array) -> Array:
         """max(a, b)."""
         return _xp(a).maximum(a, b)
-
-    def times(self, a: Array, b: Array) -> Array:
-        """a + b."""
-        return a + b
 
     def sum(self, a: Array, axes: tuple[int, ...], keepdims: bool = False) -> Array:
         """max over ``axes``."""
