@@ -104,13 +104,13 @@ def _scatter_rows(sr: Semiring, rows: Any, R: int, r: Any, rs: Any, xp: Any) -> 
     return out, outs
 
 
-def _vecmat_rows(sr: Semiring, a2: Any, s2: Any, W: Any, xp: Any) -> tuple[Any, Any]:
-    """vecmat of (R, j) + v rows against a shared W (k, j), skipping rows and columns j that hold no value.
+def _vecmat_rows(sr: Semiring, a2: Any, s2: Any, P: Any, xp: Any) -> tuple[Any, Any]:
+    """vecmat of (R, j) + v rows against a shared prepared W (k, j), skipping rows and columns j that hold no value.
 
     Backpointers stay exact: the src entries travel with the columns they belong to.
     """
     if backend.is_device_array(a2):  # on a GPU, skipping rows/columns would cost host syncs: compute them all
-        return sr.vecmat(a2, s2, W)
+        return sr.vecmat_prepared(a2, s2, P)
     rows = _row_subset(sr, a2, xp)
     R = a2.shape[0]
     if rows is not None:
@@ -119,9 +119,25 @@ def _vecmat_rows(sr: Semiring, a2: Any, s2: Any, W: Any, xp: Any) -> tuple[Any, 
         live = (a2 != sr.zeros(xp, (), a2.dtype)).reshape(a2.shape[0], a2.shape[1], -1).any(axis=(0, 2))
         if int(live.sum()) <= _SPARSE * a2.shape[1]:
             cols = xp.nonzero(live)[0]
-            a2, s2, W = a2[:, cols], None if s2 is None else s2[:, cols], W[:, cols]
-    r, rs = sr.vecmat(a2, s2, W)
+            a2, s2, P = a2[:, cols], None if s2 is None else s2[:, cols], sr.take_columns(P, cols)
+    r, rs = sr.vecmat_prepared(a2, s2, P)
     return (r, rs) if rows is None else _scatter_rows(sr, rows, R, r, rs, xp)
+
+
+def _prepared(sr: Semiring, st: Linear, tag: str, make_W: Any) -> Any:
+    """The semiring's prepared form of a Linear structure's weights, kept in the structure's memo.
+
+    Semirings of one ``prep_key`` share it; a later pass over the same forward (another
+    semiring, output or index) reuses it instead of lifting W again.
+    """
+    if sr.prep_key is None:  # nothing to share: prepare afresh
+        return sr.prepare(make_W())
+    key = (sr.prep_key, tag)
+    P = st.memo.get(key)
+    if P is None:
+        P = sr.prepare(make_W())
+        st.memo[key] = P  # a racing thread may compute the same value; either copy is right
+    return P
 
 
 def apply_structure(sr: Semiring, st: Any, a: Any, s: Any, xp: Any) -> tuple[Any, Any]:
@@ -143,23 +159,26 @@ def apply_structure(sr: Semiring, st: Any, a: Any, s: Any, xp: Any) -> tuple[Any
             s = None if s is None else _swap_last2(s, nd)
             if len(st.in_view) == 2 and nd > 2:
                 # fold the batch into the contraction: one call instead of a batch and a ⊕-reduce
-                p, m = a.shape[nd - 2], a.shape[nd - 1]
+                p = a.shape[nd - 2]
                 a = _move(a, nd - 2, 0).reshape((p, -1) + v)
                 s = None if s is None else _move(s, nd - 2, 0).reshape(a.shape)
-                Wb = xp.broadcast_to(W, st.adj_view[:-2] + W.shape[-2:])
-                W = _move(Wb, nd - 2, 0).reshape(W.shape[-2], -1)
-                del m
-                r, rs = sr.vecmat(a, s, W)
+
+                def folded(W: Any = W) -> Any:
+                    Wb = xp.broadcast_to(W, st.adj_view[:-2] + W.shape[-2:])
+                    return _move(Wb, nd - 2, 0).reshape(W.shape[-2], -1)
+
+                r, rs = sr.vecmat_prepared(a, s, _prepared(sr, st, "fold", folded))
                 r, rs = _swap_last2(r, 2), None if rs is None else _swap_last2(rs, 2)
                 return r.reshape(st.in_shape + v), None if rs is None else rs.reshape(st.in_shape + v)
+        P = _prepared(sr, st, "W", lambda: W)
         if W.ndim == 2 and nd > 2:
             lead = a.shape[: nd - 1]
             a2 = a.reshape((-1, a.shape[nd - 1]) + v)
-            r, rs = _vecmat_rows(sr, a2, None if s is None else s.reshape(a2.shape), W, xp)
+            r, rs = _vecmat_rows(sr, a2, None if s is None else s.reshape(a2.shape), P, xp)
             r = r.reshape(lead + r.shape[1:])
             rs = None if rs is None else rs.reshape(r.shape)
         else:
-            r, rs = sr.vecmat(a, s, W)
+            r, rs = sr.vecmat_prepared(a, s, P)
         if st.transpose:
             r = _swap_last2(r, r.ndim - len(v))
             rs = None if rs is None else _swap_last2(rs, rs.ndim - len(v))
@@ -179,11 +198,14 @@ def apply_structure(sr: Semiring, st: Any, a: Any, s: Any, xp: Any) -> tuple[Any
         rows = _row_subset(sr, a2, xp)
         if rows is not None:  # only the rows that carry a value: J for those rows only
             a2, s2 = a2[rows], None if s2 is None else s2[rows]
-        J = st.jac(rows) if rows is not None else st.jac().reshape(-1, n, n)  # (R, n_out, n_in)
-        a3 = a2.reshape((a2.shape[0], 1, n) + v)
-        r, rs = sr.vecmat(a3, None if s2 is None else s2.reshape(a3.shape), xp.swapaxes(J, -1, -2))
-        r = r.reshape((a2.shape[0], n) + v)
-        rs = None if rs is None else rs.reshape(r.shape)
+        if sr.fast_affine and st.affine is not None:  # structured J: a kernel that never builds it
+            r, rs = sr.affine_vecmat(a2, s2, *st.affine(rows))
+        else:
+            J = st.jac(rows) if rows is not None else st.jac().reshape(-1, n, n)  # (R, n_out, n_in)
+            a3 = a2.reshape((a2.shape[0], 1, n) + v)
+            r, rs = sr.vecmat(a3, None if s2 is None else s2.reshape(a3.shape), xp.swapaxes(J, -1, -2))
+            r = r.reshape((a2.shape[0], n) + v)
+            rs = None if rs is None else rs.reshape(r.shape)
         if rows is not None:
             r, rs = _scatter_rows(sr, rows, int(np.prod(lead, dtype=np.int64)), r, rs, xp)
         r = _move(r.reshape(lead + (n,) + v), nd - 1, ax)

@@ -8,6 +8,10 @@ materialises the full rows × j × k candidate array.
 - :func:`kbest_vecmat` ``(a (..., r, j, K), logw (..., k, j))`` → K best (..., r, k, K), arg j·K + q.
 - :func:`signed_vecmat` ``(a (..., r, j, 2), w (..., k, j))`` → (most positive, most negative)
   signed products (..., r, k, 2), arg j·2 + c.
+- :func:`affine_sum`, :func:`affine_max`, :func:`affine_entropy` ``(g, u, v (R, n), p, D (R,))``:
+  contractions of non-negative row weights ``g`` with the structured row Jacobians of
+  layer_norm / softmax / log_softmax, |q[r, j, k]| = |D[r]·[j = k] + p[r] + u[r, j]·v[r, k]|,
+  over j, without storing the (R, n, n) Jacobian (sum; max and arg-max; sum and Σ|q| log|q|).
 
 :data:`BACKEND` is ``"numba"`` when numba is importable and ``"numpy"`` otherwise; the
 environment variable ``SEMITORCH_KERNELS=numpy`` forces the reference. cupy arrays of
@@ -30,7 +34,16 @@ from . import reference
 
 Array = Any
 
-__all__ = ["BACKEND", "kbest_vecmat", "maxplus_vecmat", "signed_vecmat", "warmup"]
+__all__ = [
+    "BACKEND",
+    "affine_entropy",
+    "affine_max",
+    "affine_sum",
+    "kbest_vecmat",
+    "maxplus_vecmat",
+    "signed_vecmat",
+    "warmup",
+]
 
 
 def _choose_backend() -> str:
@@ -110,6 +123,34 @@ def signed_vecmat(a: Array, w: Array) -> tuple[Array, Array]:
     if fast is not None:
         return fast.signed_vecmat(a, w)
     return reference.signed_vecmat(a, w)
+
+
+def _affine_fast(g: Array) -> ModuleType | None:
+    if isinstance(g, np.ndarray) and g.dtype in (np.float32, np.float64):
+        return _numba()
+    return None  # cupy and other dtypes: the array-API reference
+
+
+def affine_sum(g: Array, u: Array, v: Array, p: Array, D: Array) -> Array:
+    """S[r, k] = Σ_j g[r, j]·|q[r, j, k]| with q = D[r]·[j = k] + p[r] + u[r, j]·v[r, k].
+
+    ``g``, ``u``, ``v`` are (R, n) (u and v may broadcast), ``p`` and ``D`` are (R,).
+    ``g`` may be signed (the sum is linear in it).
+    """
+    fast = _affine_fast(g)
+    return (fast or reference).affine_sum(g, u, v, p, D)
+
+
+def affine_max(g: Array, u: Array, v: Array, p: Array, D: Array) -> tuple[Array, Array]:
+    """V[r, k] = max_j g[r, j]·|q[r, j, k]| for ``g`` ≥ 0, and the lowest j attaining it (0 where V = 0)."""
+    fast = _affine_fast(g)
+    return (fast or reference).affine_max(g, u, v, p, D)
+
+
+def affine_entropy(g: Array, u: Array, v: Array, p: Array, D: Array) -> tuple[Array, Array]:
+    """(Σ_j g[r, j]·|q|, Σ_j g[r, j]·|q|·log|q|) over j for each (r, k), with 0·log 0 = 0."""
+    fast = _affine_fast(g)
+    return (fast or reference).affine_entropy(g, u, v, p, D)
 
 
 def warmup() -> str:

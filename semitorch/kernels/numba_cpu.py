@@ -346,6 +346,221 @@ def _signed_par(a, wT, ia, iw, val, arg, nchunks, neg, pos):
         _signed_rows(a, wT, ia, iw, val, arg, c * n // nchunks, (c + 1) * n // nchunks, neg, pos)
 
 
+# ---- structured row Jacobians ---------------------------------------------------------------
+#
+# q[r, j, k] = D[r]·[j = k] + p[r] + u[r, j]·v[r, k] (see reference.affine_q). For each row
+# the j loop is outer and the k loop inner and contiguous, so that every inner loop is
+# a vectorisable elementwise update of the running (sum) or (max, arg) per k; the
+# diagonal j = k is handled on its own between the two halves of the k range.
+
+
+@njit(cache=True, nogil=True)
+def _affine_sum_rows(g, u, v, p, D, S, r0, r1):
+    n = g.shape[1]
+    dk = np.zeros(n, dtype=g.dtype)  # D at k = j, else 0: the diagonal inside the vectorised loop
+    for r in range(r0, r1):
+        s = S[r]
+        vr = v[r]
+        pr = p[r]
+        for k in range(n):
+            s[k] = 0
+        for j in range(n):
+            gj = g[r, j]
+            if gj == 0:
+                continue
+            uj = u[r, j]
+            dk[j] = D[r]
+            for k in range(n):
+                s[k] += gj * abs((pr + dk[k]) + uj * vr[k])
+            dk[j] = 0
+
+
+@njit(cache=True, parallel=True)
+def _affine_sum_par(g, u, v, p, D, S, nchunks):
+    R = g.shape[0]
+    for c in prange(nchunks):
+        _affine_sum_rows(g, u, v, p, D, S, c * R // nchunks, (c + 1) * R // nchunks)
+
+
+@njit(cache=True, nogil=True)
+def _affine_max_rows(g, u, v, p, D, V, A, r0, r1):
+    n = g.shape[1]
+    dk = np.zeros(n, dtype=g.dtype)
+    arg = np.empty(n, dtype=np.int32)  # int32, so that the select below vectorises with the values
+    for r in range(r0, r1):
+        val = V[r]
+        vr = v[r]
+        pr = p[r]
+        for k in range(n):
+            val[k] = 0
+            arg[k] = 0
+        for j in range(n):
+            gj = g[r, j]
+            if gj == 0:
+                continue
+            uj = u[r, j]
+            dk[j] = D[r]
+            jj = np.int32(j)
+            for k in range(n):  # strictly greater replaces: ties keep the lowest j
+                y = gj * abs((pr + dk[k]) + uj * vr[k])
+                o = val[k]
+                arg[k] = jj if y > o else arg[k]
+                val[k] = max(y, o)
+            dk[j] = 0
+        for k in range(n):
+            A[r, k] = arg[k]
+
+
+@njit(cache=True, parallel=True)
+def _affine_max_par(g, u, v, p, D, V, A, nchunks):
+    R = g.shape[0]
+    for c in prange(nchunks):
+        _affine_max_rows(g, u, v, p, D, V, A, c * R // nchunks, (c + 1) * R // nchunks)
+
+
+_F1 = np.float32(1.0)
+_F2 = np.float32(2.0)
+_FHALF = np.float32(0.5)
+_FSQRT2 = np.float32(1.4142135)
+_FLN2 = np.float32(0.6931472)
+_FC3 = np.float32(1.0 / 3.0)
+_FC5 = np.float32(1.0 / 5.0)
+_FC7 = np.float32(1.0 / 7.0)
+_FC9 = np.float32(1.0 / 9.0)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")  # numpy's error model: no zero-division branch, so it vectorises
+def _affine_entropy_rows32(g, u, v, p, D, S, T, r0, r1):
+    # float32 only: log|q| is computed inline so that the k loop vectorises (no libm call):
+    # |q| = m·2^e with m in [√½, √2) read from the bits, log m = 2·atanh(s) with
+    # s = (m − 1)/(m + 1), |s| ≤ 0.172, by its series to s⁹ (truncation < 1e-9 relative).
+    n = g.shape[1]
+    buf = np.empty(n, dtype=np.float32)
+    bits = buf.view(np.int32)
+    mbits = np.empty(n, dtype=np.int32)
+    mant = mbits.view(np.float32)
+    ex = np.empty(n, dtype=np.float32)
+    for r in range(r0, r1):
+        s = S[r]
+        t = T[r]
+        vr = v[r]
+        pr = p[r]
+        for k in range(n):
+            s[k] = 0
+            t[k] = 0
+        for j in range(n):
+            gj = g[r, j]
+            if gj == 0:
+                continue
+            uj = u[r, j]
+            for k in range(n):
+                buf[k] = abs(pr + uj * vr[k])
+            buf[j] = abs((pr + D[r]) + uj * vr[j])
+            for k in range(n):
+                b = bits[k]
+                mbits[k] = (b & 0x007FFFFF) | 0x3F800000
+                ex[k] = np.float32((b >> 23) - 127)
+            for k in range(n):
+                m = mant[k]
+                e = ex[k]
+                big = m > _FSQRT2
+                m = m * _FHALF if big else m
+                e = e + _F1 if big else e
+                f = m - _F1
+                z = f / (_F2 + f)
+                z2 = z * z
+                lg = _F2 * z * (_F1 + z2 * (_FC3 + z2 * (_FC5 + z2 * (_FC7 + z2 * _FC9)))) + e * _FLN2
+                w = gj * buf[k]
+                s[k] += w
+                t[k] += w * lg  # |q| = 0: w = 0 and lg finite, so 0·log 0 = 0
+
+
+@njit(cache=True, nogil=True)
+def _affine_entropy_rows64(g, u, v, p, D, S, T, r0, r1):
+    n = g.shape[1]
+    for r in range(r0, r1):
+        s = S[r]
+        t = T[r]
+        vr = v[r]
+        pr = p[r]
+        for k in range(n):
+            s[k] = 0
+            t[k] = 0
+        for j in range(n):
+            gj = g[r, j]
+            if gj == 0:
+                continue
+            uj = u[r, j]
+            for k in range(n):
+                q = abs(pr + uj * vr[k]) if k != j else abs((pr + D[r]) + uj * vr[j])
+                if q > 0:
+                    w = gj * q
+                    s[k] += w
+                    t[k] += w * np.log(q)
+
+
+@njit(cache=True, parallel=True)
+def _affine_entropy_par32(g, u, v, p, D, S, T, nchunks):
+    R = g.shape[0]
+    for c in prange(nchunks):
+        _affine_entropy_rows32(g, u, v, p, D, S, T, c * R // nchunks, (c + 1) * R // nchunks)
+
+
+@njit(cache=True, parallel=True)
+def _affine_entropy_par64(g, u, v, p, D, S, T, nchunks):
+    R = g.shape[0]
+    for c in prange(nchunks):
+        _affine_entropy_rows64(g, u, v, p, D, S, T, c * R // nchunks, (c + 1) * R // nchunks)
+
+
+def _affine_args(g: Array, u: Array, v: Array, p: Array, D: Array) -> tuple[Array, ...]:
+    dt = g.dtype
+    R, n = g.shape
+    return tuple(
+        np.ascontiguousarray(np.broadcast_to(np.asarray(x, dtype=dt), shp))
+        for x, shp in ((g, (R, n)), (u, (R, n)), (v, (R, n)), (p, (R,)), (D, (R,)))
+    )
+
+
+def affine_sum(g: Array, u: Array, v: Array, p: Array, D: Array) -> Array:
+    """Numba twin of :func:`semitorch.kernels.reference.affine_sum`."""
+    g, u, v, p, D = _affine_args(g, u, v, p, D)
+    S = np.empty_like(g)
+    nch = _nchunks(g.shape[0], g.size * g.shape[1])
+    if nch:
+        _affine_sum_par(g, u, v, p, D, S, nch)
+    else:
+        _affine_sum_rows(g, u, v, p, D, S, 0, g.shape[0])
+    return S
+
+
+def affine_max(g: Array, u: Array, v: Array, p: Array, D: Array) -> tuple[Array, Array]:
+    """Numba twin of :func:`semitorch.kernels.reference.affine_max`."""
+    g, u, v, p, D = _affine_args(g, u, v, p, D)
+    V = np.empty_like(g)
+    A = np.empty(g.shape, dtype=np.int64)
+    nch = _nchunks(g.shape[0], g.size * g.shape[1])
+    if nch:
+        _affine_max_par(g, u, v, p, D, V, A, nch)
+    else:
+        _affine_max_rows(g, u, v, p, D, V, A, 0, g.shape[0])
+    return V, A
+
+
+def affine_entropy(g: Array, u: Array, v: Array, p: Array, D: Array) -> tuple[Array, Array]:
+    """Numba twin of :func:`semitorch.kernels.reference.affine_entropy` (float32: an inline vectorised log)."""
+    g, u, v, p, D = _affine_args(g, u, v, p, D)
+    S = np.empty_like(g)
+    T = np.empty_like(g)
+    nch = _nchunks(g.shape[0], g.size * g.shape[1] * 4)
+    f32 = g.dtype == np.float32
+    if nch:
+        (_affine_entropy_par32 if f32 else _affine_entropy_par64)(g, u, v, p, D, S, T, nch)
+    else:
+        (_affine_entropy_rows32 if f32 else _affine_entropy_rows64)(g, u, v, p, D, S, T, 0, g.shape[0])
+    return S, T
+
+
 # ---- drivers ------------------------------------------------------------------------------
 
 
@@ -437,5 +652,8 @@ def warmup() -> None:
                 maxplus_vecmat(a, w)
                 kbest_vecmat(ak, w)
                 signed_vecmat(ak, w)
+                affine_sum(a, a, a, a[0], a[0])
+                affine_max(a, a, a, a[0], a[0])
+                affine_entropy(a, a, a, a[0], a[0])
     finally:
         globals()["PARALLEL_MIN_WORK"] = saved

@@ -197,3 +197,69 @@ def signed_vecmat(a: Array, w: Array, chunk_elems: int = CHUNK_ELEMS) -> tuple[A
             arg[bs, rs, ks, 0] = xp.where(found, ahi, 0)
             arg[bs, rs, ks, 1] = xp.where(found, alo, 0)
     return val.reshape(batch + (r, k, 2)), arg.reshape(batch + (r, k, 2))
+
+
+# ---- structured row Jacobians: q[r, j, k] = D[r]·[j = k] + p[r] + u[r, j]·v[r, k] ------------------
+#
+# The row Jacobians of layer_norm, softmax and log_softmax are c[r, j]·q[r, j, k]: a diagonal
+# plus a rank-1 term plus a constant. A semiring folds |c| and its adjoint into the
+# non-negative linear-scale weights ``g`` (R, n); the kernels below contract ``g`` with
+# |q| over j without ever storing the (R, n, n) Jacobian. ``p`` and ``D`` are (R,).
+
+
+def affine_q(u: Array, v: Array, p: Array, D: Array) -> Array:
+    """The dense (R, n, n) |q| of a block of rows, with the same rounding as the kernels.
+
+    Off the diagonal q = p + u_j·v_k; on it q = (D + p) + u_j·v_j.
+    """
+    xp = xp_of(u)
+    q = p[:, None, None] + u[:, :, None] * v[:, None, :]
+    n = u.shape[1]
+    i = xp.arange(n)
+    q[:, i, i] = (p + D)[:, None] + u * v
+    return xp.abs(q)
+
+
+def _affine_blocks(R: int, n: int, chunk_elems: int) -> Iterator[slice]:
+    step = max(1, chunk_elems // max(n * n, 1))
+    for r0 in range(0, R, step):
+        yield slice(r0, min(r0 + step, R))
+
+
+def affine_sum(g: Array, u: Array, v: Array, p: Array, D: Array, chunk_elems: int = CHUNK_ELEMS) -> Array:
+    """S[r, k] = Σ_j g[r, j]·|q[r, j, k]| (``g`` may be signed)."""
+    xp = xp_of(g)
+    S = xp.zeros(g.shape, dtype=g.dtype)
+    for rs in _affine_blocks(g.shape[0], g.shape[1], chunk_elems):
+        S[rs] = xp.einsum("rj,rjk->rk", g[rs], affine_q(u[rs], v[rs], p[rs], D[rs]))
+    return S
+
+
+def affine_max(g: Array, u: Array, v: Array, p: Array, D: Array, chunk_elems: int = CHUNK_ELEMS) -> tuple[Array, Array]:
+    """V[r, k] = max_j g[r, j]·|q[r, j, k]| (``g`` ≥ 0) and the lowest j attaining it; (0, 0) where all are 0."""
+    xp = xp_of(g)
+    V = xp.zeros(g.shape, dtype=g.dtype)
+    A = xp.zeros(g.shape, dtype=xp.int64)
+    for rs in _affine_blocks(g.shape[0], g.shape[1], chunk_elems):
+        cand = g[rs][:, :, None] * affine_q(u[rs], v[rs], p[rs], D[rs])  # (R, j, k)
+        i = xp.argmax(cand, axis=1)
+        V[rs] = xp.take_along_axis(cand, i[:, None, :], axis=1)[:, 0]
+        A[rs] = i
+    A[V == 0] = 0
+    return V, A
+
+
+def affine_entropy(
+    g: Array, u: Array, v: Array, p: Array, D: Array, chunk_elems: int = CHUNK_ELEMS
+) -> tuple[Array, Array]:
+    """(S, T): S[r, k] = Σ_j g[r, j]·|q| and T[r, k] = Σ_j g[r, j]·|q|·log|q| (0·log 0 = 0)."""
+    xp = xp_of(g)
+    S = xp.zeros(g.shape, dtype=g.dtype)
+    T = xp.zeros(g.shape, dtype=g.dtype)
+    for rs in _affine_blocks(g.shape[0], g.shape[1], chunk_elems):
+        q = affine_q(u[rs], v[rs], p[rs], D[rs])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lq = xp.where(q > 0, q * xp.log(q), 0)
+        S[rs] = xp.einsum("rj,rjk->rk", g[rs], q)
+        T[rs] = xp.einsum("rj,rjk->rk", g[rs], lq)
+    return S, T

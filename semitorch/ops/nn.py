@@ -76,7 +76,12 @@ def softmax(x: Tensor, axis: int = -1) -> Tensor:
         def vjp(g: Any) -> Any:
             return sm * (g - (g * sm).sum(axis=-1, keepdims=True))
 
-        return [RowJacobian(jac, vjp, ax)]
+        def affine(rows: Any = None) -> tuple[Any, ...]:  # s_j (δ_jk − s_k): c = s, D = 1, p = 0, u = −1, v = s
+            r = _rows(sm, rows)
+            one = m.ones(r.shape[0], dtype=r.dtype)
+            return r, one, one * 0, -m.ones_like(r), r
+
+        return [RowJacobian(jac, vjp, ax, affine)]
 
     return record("softmax", s, [x], structs)
 
@@ -101,7 +106,12 @@ def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
         def vjp(g: Any) -> Any:
             return g - sm * g.sum(axis=-1, keepdims=True)
 
-        return [RowJacobian(jac, vjp, ax)]
+        def affine(rows: Any = None) -> tuple[Any, ...]:  # δ_jk − s_k: c = 1, D = 1, p = 0, u = −1, v = s
+            r = _rows(sm, rows)
+            one = m.ones(r.shape[0], dtype=r.dtype)
+            return m.ones_like(r), one, one * 0, -m.ones_like(r), r
+
+        return [RowJacobian(jac, vjp, ax, affine)]
 
     return record("log_softmax", out, [x], structs)
 
@@ -147,7 +157,15 @@ def layer_norm(x: Tensor, weight: Tensor | None = None, bias: Tensor | None = No
             gw = g * w if weight is not None else g
             return rstd * (gw - gw.mean(axis=-1, keepdims=True) - xhat * (gw * xhat).mean(axis=-1, keepdims=True))
 
-        s: list[Any] = [RowJacobian(jac, vjp, x.ndim - 1)]
+        def affine(rows: Any = None) -> tuple[Any, ...]:
+            # w_j σ⁻¹ (δ_jk − 1/n − x̂_j x̂_k/n) = c_j (n δ_jk − 1 − x̂_j x̂_k) with c = w σ⁻¹ / n
+            xh, rs = _rows(xhat, rows), _rows(rstd, rows)  # (R, n), (R, 1)
+            c = m.broadcast_to(rs / n, xh.shape)
+            c = c * w if weight is not None else m.ascontiguousarray(c)
+            R = xh.shape[0]
+            return c, m.full(R, n, dtype=xh.dtype), m.full(R, -1, dtype=xh.dtype), -xh, xh
+
+        s: list[Any] = [RowJacobian(jac, vjp, x.ndim - 1, affine)]
         if weight is not None:
             s.append(Elementwise(xhat, (n,)))
         if bias is not None:

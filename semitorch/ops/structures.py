@@ -10,7 +10,7 @@ backpointer array of the same shape) along unchanged.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 Array = Any
@@ -37,6 +37,8 @@ class Linear:
     promoted); ``transpose``: swap the last two axes of the adjoint before and of
     the result after (the right operand of ``a @ b``); the result is ⊕-reduced to
     ``in_view`` (batch broadcasting) and reshaped to ``in_shape``.
+    ``memo`` is an empty dict the op never reads: backprop keeps a semiring's
+    lifted copy of ``W`` there, so that passes after the first reuse it.
     """
 
     W: Array
@@ -44,6 +46,7 @@ class Linear:
     transpose: bool
     in_view: tuple[int, ...]
     in_shape: tuple[int, ...]
+    memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,11 +59,19 @@ class RowJacobian:
     ``vjp(adj)`` is an optional closed-form real vector-Jacobian product on the
     moved layout that the Real semiring uses instead (never changing the result).
     ``axis`` is non-negative.
+
+    ``affine(rows)``, when given, states J's structure: it returns ``(c, D, p, u, v)``
+    with c, u, v of shape (R, n) and D, p of shape (R,) (R = the rows selected as for
+    ``jac``) such that J[r, j, k] = c[r, j]·(D[r]·[j = k] + p[r] + u[r, j]·v[r, k]):
+    a diagonal, a constant and a rank-1 term (layer_norm, softmax, log_softmax).
+    Semirings with a structured kernel use it instead of ``jac`` (the edges are the
+    same; only the (R, n, n) array is never built).
     """
 
     jac: Callable[[], Array]
     vjp: Callable[[Array], Array] | None = None
     axis: int = -1
+    affine: Callable[[Array | None], tuple[Array, Array, Array, Array, Array]] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,6 +42,8 @@ class Semiring:
     vshape: tuple[int, ...] = ()
     selective: ClassVar[bool] = False
     use_vjp: ClassVar[bool] = False  # Real: use closed-form VJPs of RowJacobian ops
+    prep_key: ClassVar[str | None] = None  # semirings sharing a lifted form of W share this key
+    fast_affine: ClassVar[bool] = False  # affine_vecmat has a structured kernel (else backprop uses dense J)
 
     # ---- the algebra (also what the law tests check) -----------------------------------
     def zeros(self, xp: Any, shape: tuple[int, ...], dtype: Any) -> Array:
@@ -125,6 +127,43 @@ class Semiring:
             acc[has] = self.plus(acc[has], vals[pos])
         out[idx[starts]] = acc
         return out, None
+
+    def prepare(self, W: Array) -> Any:
+        """W (..., k, j) in the form :meth:`vecmat_prepared` takes (default: W itself).
+
+        Backprop keeps the result per Linear edge set and semiring kind (``prep_key``),
+        so that later passes over the same forward skip lifting the weights again.
+        """
+        return W
+
+    def vecmat_prepared(self, a: Array, src: Array | None, P: Any) -> tuple[Array, Array | None]:
+        """:meth:`vecmat` with W already passed through :meth:`prepare`."""
+        return self.vecmat(a, src, P)
+
+    def take_columns(self, P: Any, cols: Array) -> Any:
+        """A prepared W restricted to the contraction columns ``cols`` (its last axis, j)."""
+        return P[..., cols]
+
+    def affine_vecmat(
+        self, a: Array, src: Array | None, c: Array, D: Array, p: Array, u: Array, v: Array
+    ) -> tuple[Array, Array | None]:
+        """out[r, k] = ⊕_j a[r, j] ⊗ lift(J[r, j, k]) for the structured rows J = c_j (D δ_jk + p + u_j v_k).
+
+        ``a`` is (R, n) + vshape; c, u, v are (R, n) and D, p (R,) (see
+        :class:`semitorch.ops.structures.RowJacobian`). This default builds the dense J
+        and calls :meth:`vecmat`; semirings with ``fast_affine`` override it with a
+        kernel that never stores J.
+        """
+        xp = _xp(a)
+        n = a.shape[1]
+        J = p[:, None, None] + u[:, :, None] * v[:, None, :]
+        i = xp.arange(n)
+        J[:, i, i] = (p + D)[:, None] + u * v
+        J *= c[:, :, None]
+        tail = a.shape[2:]
+        a3 = a.reshape((a.shape[0], 1, n) + tail)
+        r, rs = self.vecmat(a3, None if src is None else src.reshape(a3.shape), xp.swapaxes(J, -1, -2))
+        return r.reshape(a.shape), None if rs is None else rs.reshape(a.shape)
 
     def vecmat(self, a: Array, src: Array | None, W: Array) -> tuple[Array, Array | None]:
         """out[..., r, k] = ⊕_j a[..., r, j] ⊗ lift(W[..., k, j]) (batch dims broadcast).

@@ -29,6 +29,7 @@ class Count(Semiring):
     """
 
     name = "count"
+    prep_key = "nonzero"
 
     def __repr__(self) -> str:
         return "Count()"
@@ -79,6 +80,14 @@ class Count(Semiring):
         xp = _xp(a)
         return xp.matmul(a, xp.swapaxes(_nonzero(W, a), -1, -2)), None
 
+    def prepare(self, W: Array) -> Array:
+        """[W ≠ 0] as float64."""
+        return _nonzero(W, W)
+
+    def vecmat_prepared(self, a: Array, src: Array | None, P: Array) -> tuple[Array, None]:
+        """a @ Pᵀ with P = [W ≠ 0]."""
+        return _xp(a).matmul(a, _xp(a).swapaxes(P, -1, -2)), None
+
 
 @register_semiring
 class LogCount(Log):
@@ -92,6 +101,8 @@ class LogCount(Log):
     """
 
     name = "logcount"
+    prep_key = "nonzero"
+    fast_affine = False  # its lift is [w ≠ 0], not |w|: the dense pattern
 
     def __repr__(self) -> str:
         return "LogCount()"
@@ -115,3 +126,11 @@ class LogCount(Log):
     def vecmat(self, a: Array, src: Array | None, W: Array) -> tuple[Array, None]:
         """log(exp(a − max) @ [W ≠ 0]ᵀ) + max."""
         return rescaled_matmul(a, _nonzero(W, a)), None
+
+    def prepare(self, W: Array) -> Array:
+        """[W ≠ 0] as float64."""
+        return _nonzero(W, W)
+
+    def vecmat_prepared(self, a: Array, src: Array | None, P: Array) -> tuple[Array, None]:
+        """log(exp(a − max) @ Pᵀ) + max with P = [W ≠ 0]."""
+        return rescaled_matmul(a, P), None

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import kernels
 from .base import Array, Semiring, _xp, register_semiring
 from .log import (
     _Quiet,
+    affine_weights,
+    dense_recheck,
     finite_or_zero,
     flagged_rows,
     keep_shape,
@@ -50,6 +53,8 @@ class Entropy(Semiring):
 
     name = "entropy"
     vshape = (2,)
+    prep_key = "entropy"
+    fast_affine = True
 
     def __init__(self, readout: str = "entropy") -> None:
         if readout not in ("entropy", "log_mass"):
@@ -151,25 +156,39 @@ class Entropy(Semiring):
         return _clean(xp, Lo, num), None
 
     def vecmat(self, a: Array, src: Array | None, W: Array) -> tuple[Array, None]:
-        """Three rescaled BLAS matmuls: S = P|W|ᵀ, T₁ = (P∘E)|W|ᵀ, T₂ = P(|W| log|W|)ᵀ with P = e^{L − max}.
+        """Rescaled BLAS matmuls: S = P|W|ᵀ, T₁ = (P∘E)|W|ᵀ, T₂ = P(|W| log|W|)ᵀ with P = e^{L − max}.
 
         L_out = max + log S, E_out = (T₁ − T₂) / S.
         """
-        xp = _xp(a)
-        L, E = a[..., 0], a[..., 1]
-        A = xp.abs(xp.asarray(W, dtype=a.dtype))
-        if L.shape[-1] == 0:  # an empty contraction: no path
-            S = xp.matmul(L, xp.swapaxes(A, -1, -2))
-            return _clean(xp, S - xp.inf, S), None
-        P, m = shifted_exp(L)
-        with _Quiet(xp):  # B = |W| log|W|, with 0·log 0 = 0
+        return self.vecmat_prepared(a, src, self.prepare(_xp(a).asarray(W, dtype=a.dtype)))
+
+    def prepare(self, W: Array) -> tuple[Array, Array]:
+        """(A, [A; A log A]) with A = |W| (..., k, j) and 0·log 0 = 0: S and T₂ come from one matmul."""
+        xp = _xp(W)
+        A = xp.abs(W)
+        with _Quiet(xp):
             B = xp.log(A)
             B *= A
         B[A == 0] = 0
-        At = xp.swapaxes(A, -1, -2)
-        S = xp.matmul(P, At)
-        T1 = xp.matmul(P * E, At)
-        T2 = xp.matmul(P, xp.swapaxes(B, -1, -2))
+        return A, xp.concatenate([A, B], axis=-2)
+
+    def take_columns(self, P: tuple[Array, Array], cols: Array) -> tuple[Array, Array]:
+        """Both prepared arrays restricted to the columns ``cols``."""
+        return P[0][..., cols], P[1][..., cols]
+
+    def vecmat_prepared(self, a: Array, src: Array | None, P: tuple[Array, Array]) -> tuple[Array, None]:
+        """:meth:`vecmat` with ``P`` from :meth:`prepare`: two BLAS calls, P·[A; B]ᵀ and (P∘E)·Aᵀ."""
+        xp = _xp(a)
+        A, AB = (x.astype(a.dtype, copy=False) for x in P)
+        L, E = a[..., 0], a[..., 1]
+        k = A.shape[-2]
+        if L.shape[-1] == 0:  # an empty contraction: no path
+            S = xp.matmul(L, xp.swapaxes(A, -1, -2))
+            return _clean(xp, S - xp.inf, S), None
+        Pm, m = shifted_exp(L)
+        ST = xp.matmul(Pm, xp.swapaxes(AB, -1, -2))
+        S, T2 = ST[..., :k], ST[..., k:]
+        T1 = xp.matmul(Pm * E, xp.swapaxes(A, -1, -2))
         with _Quiet(xp):
             Lo = xp.log(S) + m
             Eo = (T1 - T2) / S
@@ -182,3 +201,23 @@ class Entropy(Semiring):
                 p = xp.exp(t - finite_or_zero(Lo[idx])[..., None])
                 Eo[idx] = xp.where(p > 0, p * (ar[..., 1] - lw), 0).sum(axis=-1)
         return _clean(xp, Lo, Eo), None
+
+    def affine_vecmat(
+        self, a: Array, src: Array | None, c: Array, D: Array, p: Array, u: Array, v: Array
+    ) -> tuple[Array, None]:
+        """The entropy ⊕ over structured rows: S = Σ g|q|, T₁ = Σ g(E − log|c|)|q|, T₂ = Σ g|q| log|q|.
+
+        With g = e^{L + log|c| − M}: L_out = M + log S, E_out = (T₁ − T₂) / S, by
+        :func:`semitorch.kernels.affine_entropy` and :func:`semitorch.kernels.affine_sum`.
+        """
+        xp = _xp(a)
+        L, E = a[..., 0], a[..., 1]
+        g, M = affine_weights(L, c)
+        with _Quiet(xp):
+            h = xp.where(g > 0, g * (E - log_abs(c, a.dtype, a)), 0).astype(a.dtype, copy=False)
+        S, T2 = kernels.affine_entropy(g, u, v, p, D)
+        T1 = kernels.affine_sum(h, u, v, p, D)
+        with _Quiet(xp):
+            Lo = xp.log(S) + M
+            Eo = (T1 - T2) / S
+        return dense_recheck(self, _clean(xp, Lo, Eo), None, M, a, None, c, D, p, u, v)[0], None

@@ -10,7 +10,7 @@ import numpy as np
 from .. import kernels
 from .base import Array, Semiring, _xp, register_semiring
 from .log import keep_shape, log_abs, move_last
-from .maxproduct import exp64, gather_src
+from .maxproduct import exp64, gather_src, logabs_t
 
 
 def _top(cand: Array, k: int, src: Array | None = None) -> tuple[Array, Array | None]:
@@ -42,6 +42,7 @@ class KBest(Semiring):
 
     name = "kbest"
     selective = True
+    prep_key = "logabs"
 
     def __init__(self, k: int, log: bool = False) -> None:
         if isinstance(k, bool) or not isinstance(k, numbers.Integral):
@@ -147,6 +148,15 @@ class KBest(Semiring):
     def vecmat(self, a: Array, src: Array | None, W: Array) -> tuple[Array, Array | None]:
         """Top k over (j, rank) of a[..., r, j, q] + log|W[..., k, j]| by :func:`semitorch.kernels.kbest_vecmat`."""
         val, arg = kernels.kbest_vecmat(a, log_abs(W, a.dtype, a))
+        return val, gather_src(src, arg, self.k)
+
+    def prepare(self, W: Array) -> Array:
+        """log|W|, laid out for the kernels (shared with :class:`MaxProduct`)."""
+        return logabs_t(W)
+
+    def vecmat_prepared(self, a: Array, src: Array | None, P: Array) -> tuple[Array, Array | None]:
+        """The k-best kernel with P = log|W|."""
+        val, arg = kernels.kbest_vecmat(a, P.astype(a.dtype, copy=False))
         return val, gather_src(src, arg, self.k)
 
     # ---- reading paths (used by semitorch.paths) ----------------------------------------

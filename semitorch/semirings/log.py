@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from .. import kernels
 from .base import Array, Semiring, _xp, register_semiring
 
 
@@ -130,6 +131,34 @@ def rescaled_matmul(a: Array, absW: Array) -> Array:
     return out
 
 
+def affine_weights(a: Array, c: Array) -> tuple[Array, Array]:
+    """Linear-scale weights g = exp(a + log|c| − M) ≥ 0 of log adjoints ``a`` (R, n), and the shift M (R, 1)."""
+    xp = _xp(a)
+    alpha = a + log_abs(c, a.dtype, a)
+    M = finite_or_zero(alpha.max(axis=-1, keepdims=True))
+    return xp.exp(alpha - M), M
+
+
+def dense_recheck(
+    sr: Semiring, out: Array, osrc: Array | None, M: Array, a: Array, src: Array | None, *parts: Array
+) -> tuple[Array, Array | None]:
+    """``out`` (R, n, ...) and its backpointers ``osrc`` with the rows that fell far below their shift M
+    (where underflowed terms could matter) recomputed through the dense Jacobian of ``parts`` = (c, D, p, u, v)."""
+    xp = _xp(out)
+    lo = out if out.ndim == 2 else out[..., 0]
+    live = (a if a.ndim == 2 else a[..., 0]) > -xp.inf  # an entry with a path: −inf results are suspect too
+    flag = (lo < M - recheck_limit(out.dtype)).any(axis=-1) & live.any(axis=-1)
+    if bool(flag.any()):
+        rows = xp.nonzero(flag)[0]
+        rv, rs = Semiring.affine_vecmat(sr, a[rows], None if src is None else src[rows], *(x[rows] for x in parts))
+        out = out.copy()
+        out[rows] = rv
+        if osrc is not None and rs is not None:
+            osrc = osrc.copy()
+            osrc[rows] = rs
+    return out, osrc
+
+
 class _Quiet:
     """Context manager silencing numpy's divide/invalid warnings for log(0) = −inf (cupy: nothing to do)."""
 
@@ -180,6 +209,8 @@ class Log(LogDomain):
     """
 
     name = "log"
+    prep_key = "abs"
+    fast_affine = True
 
     def __repr__(self) -> str:
         return "Log()"
@@ -210,5 +241,27 @@ class Log(LogDomain):
 
     def vecmat(self, a: Array, src: Array | None, W: Array) -> tuple[Array, None]:
         """log(exp(a − max) @ |W|ᵀ) + max, one BLAS matmul."""
+        return self.vecmat_prepared(a, src, self.prepare(_xp(a).asarray(W, dtype=a.dtype)))
+
+    def prepare(self, W: Array) -> Array:
+        """|W|."""
+        return _xp(W).abs(W)
+
+    def vecmat_prepared(self, a: Array, src: Array | None, P: Array) -> tuple[Array, None]:
+        """log(exp(a − max) @ Pᵀ) + max with P = |W|."""
+        return rescaled_matmul(a, P.astype(a.dtype, copy=False)), None
+
+    def affine_vecmat(
+        self, a: Array, src: Array | None, c: Array, D: Array, p: Array, u: Array, v: Array
+    ) -> tuple[Array, None]:
+        """logsumexp_j a_j + log|c_j q_jk| by :func:`semitorch.kernels.affine_sum` on rescaled weights.
+
+        Rows whose results fall far below their max (where underflowed terms could
+        matter, see :func:`recheck_limit`) are recomputed with the dense Jacobian.
+        """
+        g, M = affine_weights(a, c)
+        S = kernels.affine_sum(g, u, v, p, D)
         xp = _xp(a)
-        return rescaled_matmul(a, xp.abs(xp.asarray(W, dtype=a.dtype))), None
+        with _Quiet(xp):
+            out = xp.log(S) + M
+        return dense_recheck(self, out, None, M, a, None, c, D, p, u, v)[0], None

@@ -10,7 +10,13 @@ import numpy as np
 
 from .. import kernels
 from .base import Array, _xp, register_semiring
-from .log import LogDomain, keep_shape, log_abs, move_last
+from .log import LogDomain, _Quiet, affine_weights, dense_recheck, keep_shape, log_abs, move_last
+
+
+def logabs_t(W: Array) -> Array:
+    """log|W| (..., k, j) as a view of a C-contiguous (..., j, k) array: the layout the CPU kernels read."""
+    xp = _xp(W)
+    return xp.swapaxes(xp.ascontiguousarray(xp.swapaxes(log_abs(W), -1, -2)), -1, -2)
 
 
 def take_last(a: Array, idx: Array) -> Array:
@@ -105,6 +111,8 @@ class MaxProduct(LogDomain):
 
     name = "maxproduct"
     selective = True
+    prep_key = "logabs"
+    fast_affine = True
 
     def __init__(self, log: bool = False) -> None:
         self.log = bool(log)
@@ -152,6 +160,29 @@ class MaxProduct(LogDomain):
         """max_j a[..., r, j] + log|W[..., k, j]| by :func:`semitorch.kernels.maxplus_vecmat`."""
         val, arg = kernels.maxplus_vecmat(a, log_abs(W, a.dtype, a))
         return val, gather_src(src, arg, 0)
+
+    def prepare(self, W: Array) -> Array:
+        """log|W|, laid out for the kernels (see :func:`logabs_t`)."""
+        return logabs_t(W)
+
+    def vecmat_prepared(self, a: Array, src: Array | None, P: Array) -> tuple[Array, Array | None]:
+        """The max-plus kernel with P = log|W|."""
+        val, arg = kernels.maxplus_vecmat(a, P.astype(a.dtype, copy=False))
+        return val, gather_src(src, arg, 0)
+
+    def affine_vecmat(
+        self, a: Array, src: Array | None, c: Array, D: Array, p: Array, u: Array, v: Array
+    ) -> tuple[Array, Array | None]:
+        """max_j a_j + log|c_j q_jk| and its arg-max by :func:`semitorch.kernels.affine_max` on rescaled weights.
+
+        Rows whose results fall far below their shift are recomputed with the dense Jacobian.
+        """
+        xp = _xp(a)
+        g, M = affine_weights(a, c)
+        V, arg = kernels.affine_max(g, u, v, p, D)
+        with _Quiet(xp):
+            out = xp.log(V) + M
+        return dense_recheck(self, out, gather_src(src, arg, 0), M, a, src, c, D, p, u, v)
 
     # ---- reading paths (used by semitorch.paths) ----------------------------------------
     def has_path(self, v: float) -> bool:

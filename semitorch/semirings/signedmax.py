@@ -40,6 +40,7 @@ class SignedMax(Semiring):
         return "SignedMax()"
 
     selective = True
+    prep_key = "signed"
     vshape = (2,)
 
     def zeros(self, xp: Any, shape: tuple[int, ...], dtype: Any) -> Array:
@@ -133,6 +134,16 @@ class SignedMax(Semiring):
         """(max, min) over (j, component) of W[..., k, j]·a[..., r, j, c] by :func:`semitorch.kernels.signed_vecmat`."""
         xp = _xp(a)
         val, arg = kernels.signed_vecmat(a, xp.asarray(W, dtype=a.dtype))
+        return val, gather_src(src, arg, 2)
+
+    def prepare(self, W: Array) -> Array:
+        """W as a view of a C-contiguous (..., j, k) array: the layout the CPU kernel reads."""
+        xp = _xp(W)
+        return xp.swapaxes(xp.ascontiguousarray(xp.swapaxes(W, -1, -2)), -1, -2)
+
+    def vecmat_prepared(self, a: Array, src: Array | None, P: Array) -> tuple[Array, Array | None]:
+        """The signed kernel with the prepared W."""
+        val, arg = kernels.signed_vecmat(a, P.astype(a.dtype, copy=False))
         return val, gather_src(src, arg, 2)
 
     # ---- reading paths (used by semitorch.paths) ----------------------------------------

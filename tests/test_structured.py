@@ -1,0 +1,229 @@
+"""Structured row Jacobians (layer_norm, softmax, log_softmax) and prepared weights.
+
+The kernels that contract |c_j (D δ_jk + p + u_j v_k)| over j without building the
+(R, n, n) Jacobian are checked against an oracle written here (a Python loop over
+j and k); the semirings' fast ``affine_vecmat`` against the dense default that
+builds J; and whole backward passes through the real ops against the same passes
+with the structured kernels switched off. Prepared (lifted) weights are made once
+per forward and reused.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as hst
+
+import semitorch as st
+from semitorch import kernels
+from semitorch.kernels import numba_cpu, reference
+from semitorch.paths import read_path
+from semitorch.semirings import Entropy, KBest, Log, MaxProduct
+from semitorch.semirings.base import Semiring
+
+MODULES = [reference, numba_cpu, kernels]
+
+
+def oracle(g, u, v, p, D):
+    """Sum, (max, first arg-max) and Σ g|q| log|q| by a loop over every (r, k, j), in float64."""
+    R, n = g.shape
+    S = np.zeros((R, n))
+    V = np.zeros((R, n))
+    A = np.zeros((R, n), np.int64)
+    T = np.zeros((R, n))
+    for r in range(R):
+        for k in range(n):
+            for j in range(n):
+                q = abs(float(p[r]) + float(u[r, j]) * float(v[r, k]) + (float(D[r]) if j == k else 0.0))
+                y = float(g[r, j]) * q
+                S[r, k] += y
+                T[r, k] += y * math.log(q) if q > 0 else 0.0
+                if y > V[r, k]:
+                    V[r, k], A[r, k] = y, j
+    return S, V, A, T
+
+
+@hst.composite
+def rows(draw, dtype=np.float64):
+    R = draw(hst.integers(1, 4))
+    n = draw(hst.integers(1, 9))
+    small = draw(hst.booleans())  # small integers: exact ties and exact zeros of q
+    el = hst.integers(-3, 3).map(float) if small else hst.floats(-3, 3, allow_nan=False, width=32)
+
+    def arr(shape, e=el):
+        return np.array(draw(hst.lists(e, min_size=math.prod(shape), max_size=math.prod(shape))), dtype).reshape(shape)
+
+    g = np.abs(arr((R, n)))
+    g[g < 0.5] = 0  # rows without a value
+    return g, arr((R, n)), arr((R, n)), arr((R,)), arr((R,))
+
+
+@pytest.mark.parametrize("mod", MODULES, ids=lambda m: m.__name__.split(".")[-1])
+@given(case=rows())
+@settings(max_examples=60, deadline=None)
+def test_affine_kernels_equal_oracle(mod, case):
+    g, u, v, p, D = case
+    S, V, A, T = oracle(g, u, v, p, D)
+    np.testing.assert_allclose(mod.affine_sum(g, u, v, p, D), S, rtol=1e-12, atol=1e-12)
+    val, arg = mod.affine_max(g, u, v, p, D)
+    np.testing.assert_allclose(val, V, rtol=1e-12, atol=0)
+    np.testing.assert_array_equal(arg, A)  # ties: the lowest j, as the oracle
+    S2, T2 = mod.affine_entropy(g, u, v, p, D)
+    np.testing.assert_allclose(S2, S, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(T2, T, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("n", [5, 64, 384])
+def test_float32_kernels_close_to_float64_oracle(n):
+    """float32 inputs (the numba kernel's inline vectorised log included) against the float64 reference."""
+    rng = np.random.default_rng(n)
+    R = 6
+    g = rng.random((R, n)).astype(np.float32)
+    g[0, ::3] = 0
+    u, v = rng.standard_normal((2, R, n)).astype(np.float32)
+    p = np.full(R, -1, np.float32)
+    D = np.full(R, n, np.float32)
+    ref64 = [x.astype(np.float64) for x in (g, u, v, p, D)]
+    for mod in (numba_cpu, kernels):
+        np.testing.assert_allclose(mod.affine_sum(g, u, v, p, D), reference.affine_sum(*ref64), rtol=2e-6)
+        S, T = mod.affine_entropy(g, u, v, p, D)
+        S64, T64 = reference.affine_entropy(*ref64)
+        np.testing.assert_allclose(S, S64, rtol=2e-6)
+        np.testing.assert_allclose(T, T64, rtol=2e-5, atol=2e-6 * np.abs(T64).max())
+        V, A = mod.affine_max(g, u, v, p, D)
+        V32, A32 = reference.affine_max(g, u, v, p, D)  # the same float32 products: exact
+        np.testing.assert_array_equal(V, V32)
+        np.testing.assert_array_equal(A, A32)
+
+
+def _parts(rng, R, n, dtype, kind):
+    if kind == "layer_norm":
+        x = rng.standard_normal((R, n))
+        xh = (x - x.mean(-1, keepdims=True)) / x.std(-1, keepdims=True)
+        c = rng.standard_normal((R, n)) / n
+        return [z.astype(dtype) for z in (c, np.full(R, n), np.full(R, -1.0), -xh, xh)]
+    s = rng.dirichlet(np.ones(n), size=R)
+    return [z.astype(dtype) for z in (s, np.ones(R), np.zeros(R), -np.ones((R, n)), s)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind", ["layer_norm", "softmax"])
+@pytest.mark.parametrize("sr", [Log(), Entropy(), MaxProduct()], ids=repr)
+def test_fast_affine_equals_dense_default(sr, kind, dtype):
+    rng = np.random.default_rng(3)
+    R, n = 7, 12
+    c, D, p, u, v = _parts(rng, R, n, dtype, kind)
+    c[0, 3] = 0  # a zero edge row
+    a = rng.standard_normal((R, n) + sr.vshape).astype(dtype) * 5
+    if sr.vshape:
+        a[..., 1] = np.abs(a[..., 1])
+    a[2] = sr.zeros(np, (n,), dtype)  # a row without any path
+    a[4, :5] = sr.zeros(np, (5,), dtype)
+    src = np.arange(a.size, dtype=np.int64).reshape(a.shape) if sr.selective else None
+    got, gsrc = sr.affine_vecmat(a, src, c, D, p, u, v)
+    want, wsrc = Semiring.affine_vecmat(sr, a, src, c, D, p, u, v)
+    tol = 2e-5 if dtype == np.float32 else 1e-12
+    fin = np.isfinite(want)
+    np.testing.assert_array_equal(np.isfinite(got), fin)
+    np.testing.assert_allclose(got[fin], want[fin], rtol=tol, atol=tol)
+    if src is not None:
+        np.testing.assert_array_equal(gsrc, wsrc)
+
+
+@pytest.mark.parametrize("sr", [Log(), Entropy(), MaxProduct()], ids=repr)
+def test_underflowed_rows_are_recomputed_exactly(sr):
+    """The best-scaled term of each output has q = 0, the rest sit e^-100 below it: float32 rescaling
+    underflows them, so the row is recomputed with the dense Jacobian (log 2 − 100, not −inf)."""
+    f = np.float32
+    a = np.array([[0, -100, -100]], f)
+    if sr.vshape:
+        a = np.stack([a, np.zeros_like(a)], axis=-1)
+    parts = (np.ones((1, 3), f), np.zeros(1, f), np.full(1, -1, f), np.array([[1, 2, 2]], f), np.ones((1, 3), f))
+    got = sr.affine_vecmat(a, None, *parts)[0]
+    lo = got if got.ndim == 2 else got[..., 0]
+    want = -100 + (0 if sr.selective else math.log(2))
+    np.testing.assert_allclose(lo, np.full((1, 3), want), rtol=1e-6)
+
+
+class _Dense:
+    """Mixin: the same semiring with the structured kernels and the weight memo switched off."""
+
+    fast_affine = False
+    prep_key = None
+
+
+class DenseLog(_Dense, Log):
+    """Log through dense Jacobians."""
+
+
+class DenseEntropy(_Dense, Entropy):
+    """Entropy through dense Jacobians."""
+
+
+class DenseMax(_Dense, MaxProduct):
+    """MaxProduct through dense Jacobians."""
+
+
+class DenseKBest(_Dense, KBest):
+    """KBest without the weight memo."""
+
+
+def _encoder(dtype):
+    from semitorch.nn.bert import BertConfig, BertEncoder
+
+    cfg = BertConfig(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32)
+    rng = np.random.default_rng(0)
+    enc = BertEncoder(cfg).eval()
+    emb = st.tensor(rng.standard_normal((1, 5, 16)).astype(dtype), requires_grad=True)
+    h, _, _ = enc(emb)
+    out = (st.log_softmax(h[0, 0], axis=-1) * st.tensor(rng.random(16).astype(dtype))).sum()
+    return out, emb
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(
+    "fast,dense",
+    [(Log(), DenseLog()), (Entropy(), DenseEntropy()), (MaxProduct(), DenseMax()), (KBest(3), DenseKBest(3))],
+)
+def test_encoder_backward_same_with_and_without_structure(fast, dense, dtype):
+    """layer_norm, softmax and log_softmax through the kernels = through dense J; paths identical."""
+    out, emb = _encoder(dtype)
+    tol = 1e-4 if dtype == np.float32 else 1e-10
+    for _ in range(2):  # the second pass reads the prepared weights from the memo
+        got = st.grad(out, [emb], semiring=fast)[0]
+        want = st.grad(out, [emb], semiring=dense)[0]
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+    if fast.selective:  # the best path of every input element, read from the backpointers
+        paths = []
+        for sr in (fast, dense):
+            res = st.backward(out, [emb], sr, keep=True)
+            paths.append(
+                [
+                    [(s.op, s.flat_index) for s in read_path(res, emb, e).steps]
+                    for e in range(0, emb.size * getattr(sr, "k", 1), 7)
+                ]
+            )
+        assert paths[0] == paths[1]
+
+
+def test_prepared_weights_made_once_per_forward():
+    """A second pass (and another semiring of the same prep_key) reuses the lifted weights."""
+    calls = []
+
+    class Counting(MaxProduct):
+        def prepare(self, W):
+            calls.append(W.shape)
+            return super().prepare(W)
+
+    out, emb = _encoder(np.float32)
+    st.grad(out, [emb], semiring=Counting())
+    first = len(calls)
+    assert first > 0
+    st.grad(out, [emb], semiring=Counting())
+    assert len(calls) == first
+    out2, emb2 = _encoder(np.float32)  # a new forward: new structures, new memo
+    st.grad(out2, [emb2], semiring=Counting())
+    assert len(calls) == 2 * first
