@@ -25,7 +25,7 @@ an expression that applies every registered op, forward and backward, under ever
 registered semiring, and compare every readout with the same computation on numpy.
 The only host reads allowed are those listed in :data:`ALLOWED`, each one boolean that
 decides a branch on the host: the range checks of ``embedding`` and ``cross_entropy`` (a bad
-id must raise) and the underflow rechecks of the Log/Entropy vecmats.
+id must raise) and the underflow rechecks of the Log/Entropy vecmats and structured row Jacobians.
 """
 
 from __future__ import annotations
@@ -64,7 +64,9 @@ ALLOWED = {
     ("nn.py", "embedding"): "range check of the ids: one boolean read so that a bad id raises IndexError",
     ("log.py", "rescaled_matmul"): "underflow recheck (Log, LogCount): one boolean read per vecmat decides whether "
     "outputs far below their row max are recomputed exactly",
-    ("entropy.py", "vecmat"): "underflow recheck (Entropy): one boolean read per vecmat, as in rescaled_matmul",
+    ("entropy.py", "vecmat_prepared"): "underflow recheck (Entropy): one boolean read per vecmat, as in rescaled_matmul",
+    ("log.py", "dense_recheck"): "underflow recheck of the structured (layer_norm/softmax) kernels: one boolean read "
+    "per op decides whether rows far below their shift are recomputed with the dense Jacobian",
 }
 """(file, function) of the host reads that are deliberate, with the reason."""
 

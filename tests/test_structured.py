@@ -76,6 +76,38 @@ def test_affine_kernels_equal_oracle(mod, case):
     np.testing.assert_allclose(T2, T, rtol=1e-10, atol=1e-10)
 
 
+def oracle_kbest(g, u, v, p, D):
+    """The K best g[r, j, q]·|q| over (j, q) by sorting every candidate in Python (value desc, index asc)."""
+    R, n, K = g.shape
+    V = np.zeros((R, n, K))
+    A = np.zeros((R, n, K), np.int64)
+    for r in range(R):
+        for k in range(n):
+            cands = []
+            for j in range(n):
+                q = abs(float(p[r]) + float(u[r, j]) * float(v[r, k]) + (float(D[r]) if j == k else 0.0))
+                cands += [(float(g[r, j, t]) * q, j * K + t) for t in range(K)]
+            cands = sorted((c for c in cands if c[0] > 0), key=lambda c: (-c[0], c[1]))[:K]
+            for i, (y, idx) in enumerate(cands):
+                V[r, k, i], A[r, k, i] = y, idx
+    return V, A
+
+
+@pytest.mark.parametrize("mod", MODULES, ids=lambda m: m.__name__.split(".")[-1])
+@given(case=rows(), K=hst.integers(1, 4), cut=hst.integers(0, 4))
+@settings(max_examples=60, deadline=None)
+def test_affine_kbest_equals_oracle(mod, case, K, cut):
+    g, u, v, p, D = case
+    rng = np.random.default_rng(K + cut)
+    gk = -np.sort(-np.round(g[..., None] * rng.integers(1, 3, (1, 1, K)), 0), axis=-1)  # ties across ranks
+    gk[..., min(cut, K) :] *= cut % 2  # rows with fewer than K entries
+    gk = -np.sort(-gk, axis=-1)
+    V, A = oracle_kbest(gk, u, v, p, D)
+    val, arg = mod.affine_kbest(gk, u, v, p, D)
+    np.testing.assert_allclose(val, V, rtol=1e-12, atol=0)
+    np.testing.assert_array_equal(arg, A)
+
+
 @pytest.mark.parametrize("n", [5, 64, 384])
 def test_float32_kernels_close_to_float64_oracle(n):
     """float32 inputs (the numba kernel's inline vectorised log included) against the float64 reference."""
@@ -111,15 +143,18 @@ def _parts(rng, R, n, dtype, kind):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("kind", ["layer_norm", "softmax"])
-@pytest.mark.parametrize("sr", [Log(), Entropy(), MaxProduct()], ids=repr)
+@pytest.mark.parametrize("sr", [Log(), Entropy(), MaxProduct(), KBest(3)], ids=repr)
 def test_fast_affine_equals_dense_default(sr, kind, dtype):
     rng = np.random.default_rng(3)
     R, n = 7, 12
     c, D, p, u, v = _parts(rng, R, n, dtype, kind)
     c[0, 3] = 0  # a zero edge row
     a = rng.standard_normal((R, n) + sr.vshape).astype(dtype) * 5
-    if sr.vshape:
+    if isinstance(sr, Entropy):
         a[..., 1] = np.abs(a[..., 1])
+    if isinstance(sr, KBest):  # sorted k-lists, some padded with −inf
+        a = -np.sort(-a, axis=-1)
+        a[1, :4, 1:] = -np.inf
     a[2] = sr.zeros(np, (n,), dtype)  # a row without any path
     a[4, :5] = sr.zeros(np, (5,), dtype)
     src = np.arange(a.size, dtype=np.int64).reshape(a.shape) if sr.selective else None
@@ -133,17 +168,19 @@ def test_fast_affine_equals_dense_default(sr, kind, dtype):
         np.testing.assert_array_equal(gsrc, wsrc)
 
 
-@pytest.mark.parametrize("sr", [Log(), Entropy(), MaxProduct()], ids=repr)
+@pytest.mark.parametrize("sr", [Log(), Entropy(), MaxProduct(), KBest(1)], ids=repr)
 def test_underflowed_rows_are_recomputed_exactly(sr):
     """The best-scaled term of each output has q = 0, the rest sit e^-100 below it: float32 rescaling
     underflows them, so the row is recomputed with the dense Jacobian (log 2 − 100, not −inf)."""
     f = np.float32
     a = np.array([[0, -100, -100]], f)
-    if sr.vshape:
+    if isinstance(sr, Entropy):
         a = np.stack([a, np.zeros_like(a)], axis=-1)
+    if isinstance(sr, KBest):
+        a = a[..., None]
     parts = (np.ones((1, 3), f), np.zeros(1, f), np.full(1, -1, f), np.array([[1, 2, 2]], f), np.ones((1, 3), f))
     got = sr.affine_vecmat(a, None, *parts)[0]
-    lo = got if got.ndim == 2 else got[..., 0]
+    lo = got.reshape(1, 3)[..., :3] if not isinstance(sr, Entropy) else got[..., 0]
     want = -100 + (0 if sr.selective else math.log(2))
     np.testing.assert_allclose(lo, np.full((1, 3), want), rtol=1e-6)
 

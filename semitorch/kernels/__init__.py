@@ -11,7 +11,8 @@ materialises the full rows × j × k candidate array.
 - :func:`affine_sum`, :func:`affine_max`, :func:`affine_entropy` ``(g, u, v (R, n), p, D (R,))``:
   contractions of non-negative row weights ``g`` with the structured row Jacobians of
   layer_norm / softmax / log_softmax, |q[r, j, k]| = |D[r]·[j = k] + p[r] + u[r, j]·v[r, k]|,
-  over j, without storing the (R, n, n) Jacobian (sum; max and arg-max; sum and Σ|q| log|q|).
+  over j, without storing the (R, n, n) Jacobian (sum; max and arg-max; sum and Σ|q| log|q|);
+  :func:`affine_kbest` takes ``g (R, n, K)`` and keeps the K best over (j, rank).
 
 :data:`BACKEND` is ``"numba"`` when numba is importable and ``"numpy"`` otherwise; the
 environment variable ``SEMITORCH_KERNELS=numpy`` forces the reference. cupy arrays of
@@ -37,6 +38,7 @@ Array = Any
 __all__ = [
     "BACKEND",
     "affine_entropy",
+    "affine_kbest",
     "affine_max",
     "affine_sum",
     "kbest_vecmat",
@@ -151,6 +153,13 @@ def affine_entropy(g: Array, u: Array, v: Array, p: Array, D: Array) -> tuple[Ar
     """(Σ_j g[r, j]·|q|, Σ_j g[r, j]·|q|·log|q|) over j for each (r, k), with 0·log 0 = 0."""
     fast = _affine_fast(g)
     return (fast or reference).affine_entropy(g, u, v, p, D)
+
+
+def affine_kbest(g: Array, u: Array, v: Array, p: Array, D: Array) -> tuple[Array, Array]:
+    """For each (r, k) the K largest g[r, j, q]·|q[r, j, k]| over (j, q), for ``g`` (R, n, K) ≥ 0 sorted
+    descending along its last axis; arg = j·K + q (lowest on ties, 0 where the value is 0)."""
+    fast = _affine_fast(g)
+    return (fast or reference).affine_kbest(g, u, v, p, D)
 
 
 def warmup() -> str:

@@ -513,6 +513,99 @@ def _affine_entropy_par64(g, u, v, p, D, S, T, nchunks):
         _affine_entropy_rows64(g, u, v, p, D, S, T, c * R // nchunks, (c + 1) * R // nchunks)
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _ranks_above(y, i, ov, oa):
+    """Whether the candidate (value y, index i) ranks above (ov, oa): larger value, or equal and lower index."""
+    return y > ov or (y == ov and i < oa)
+
+
+@njit(cache=True, nogil=True)
+def _affine_kbest_rows(g, g0, u, v, p, D, V, A, r0, r1):
+    # Per (r, k): the rank-0 candidates g[j, 0]·|q_jk| of every j (one vectorised loop), the K
+    # best j among them, then the K best over those j's K-lists. Exact: if (j, q) is among
+    # the K best overall, so is (j, 0), and (j, 0) is then among the K best rank-0 candidates.
+    n = g.shape[1]
+    K = g.shape[2]
+    none = n * K  # the index of an empty slot: every real candidate ranks above it
+    buf = np.empty(n, dtype=g.dtype)
+    dk = np.zeros(n, dtype=g.dtype)
+    topv = np.empty(K, dtype=g.dtype)
+    topj = np.empty(K, dtype=np.int64)
+    for r in range(r0, r1):
+        ur = u[r]
+        g0r = g0[r]
+        pr = p[r]
+        for k in range(n):
+            vk = v[r, k]
+            dk[k] = D[r]
+            for j in range(n):
+                buf[j] = g0r[j] * abs((pr + dk[j]) + ur[j] * vk)
+            for i in range(K):
+                topv[i] = 0
+                topj[i] = -1
+            last = K - 1
+            for j in range(n):
+                y = buf[j]
+                if y > topv[last]:  # strictly: an equal later j ranks below
+                    i = last
+                    while i > 0 and y > topv[i - 1]:
+                        topv[i] = topv[i - 1]
+                        topj[i] = topj[i - 1]
+                        i -= 1
+                    topv[i] = y
+                    topj[i] = j
+            ov = V[r, k]
+            oa = A[r, k]
+            for i in range(K):
+                ov[i] = 0
+                oa[i] = none
+            for t in range(K):
+                j = topj[t]
+                if j < 0:
+                    break
+                qa = abs((pr + dk[j]) + ur[j] * vk)
+                for q in range(K):
+                    y = g[r, j, q] * qa
+                    idx = j * K + q
+                    if y == 0 or not _ranks_above(y, idx, ov[last], oa[last]):
+                        break  # the rest of this list ranks lower still
+                    i = last
+                    while i > 0 and _ranks_above(y, idx, ov[i - 1], oa[i - 1]):
+                        ov[i] = ov[i - 1]
+                        oa[i] = oa[i - 1]
+                        i -= 1
+                    ov[i] = y
+                    oa[i] = idx
+            dk[k] = 0
+            for i in range(K):
+                if ov[i] == 0:
+                    oa[i] = 0
+
+
+@njit(cache=True, parallel=True)
+def _affine_kbest_par(g, g0, u, v, p, D, V, A, nchunks):
+    R = g.shape[0]
+    for c in prange(nchunks):
+        _affine_kbest_rows(g, g0, u, v, p, D, V, A, c * R // nchunks, (c + 1) * R // nchunks)
+
+
+def affine_kbest(g: Array, u: Array, v: Array, p: Array, D: Array) -> tuple[Array, Array]:
+    """Numba twin of :func:`semitorch.kernels.reference.affine_kbest`."""
+    R, n, K = g.shape
+    g3 = np.ascontiguousarray(g)
+    g0, u, v, p, D = _affine_args(g3[:, :, 0] if K else np.zeros((R, n), g.dtype), u, v, p, D)
+    V = np.zeros((R, n, K), dtype=g.dtype)
+    A = np.zeros((R, n, K), dtype=np.int64)
+    if K == 0 or n == 0:
+        return V, A
+    nch = _nchunks(R, R * n * n)
+    if nch:
+        _affine_kbest_par(g3, g0, u, v, p, D, V, A, nch)
+    else:
+        _affine_kbest_rows(g3, g0, u, v, p, D, V, A, 0, R)
+    return V, A
+
+
 def _affine_args(g: Array, u: Array, v: Array, p: Array, D: Array) -> tuple[Array, ...]:
     dt = g.dtype
     R, n = g.shape
@@ -655,5 +748,6 @@ def warmup() -> None:
                 affine_sum(a, a, a, a[0], a[0])
                 affine_max(a, a, a, a[0], a[0])
                 affine_entropy(a, a, a, a[0], a[0])
+                affine_kbest(ak, a, a, a[0], a[0])
     finally:
         globals()["PARALLEL_MIN_WORK"] = saved

@@ -220,8 +220,8 @@ def affine_q(u: Array, v: Array, p: Array, D: Array) -> Array:
     return xp.abs(q)
 
 
-def _affine_blocks(R: int, n: int, chunk_elems: int) -> Iterator[slice]:
-    step = max(1, chunk_elems // max(n * n, 1))
+def _affine_blocks(R: int, n: int, chunk_elems: int, per: int = 1) -> Iterator[slice]:
+    step = max(1, chunk_elems // max(n * n * per, 1))
     for r0 in range(0, R, step):
         yield slice(r0, min(r0 + step, R))
 
@@ -263,3 +263,26 @@ def affine_entropy(
         S[rs] = xp.einsum("rj,rjk->rk", g[rs], q)
         T[rs] = xp.einsum("rj,rjk->rk", g[rs], lq)
     return S, T
+
+
+def affine_kbest(
+    g: Array, u: Array, v: Array, p: Array, D: Array, chunk_elems: int = CHUNK_ELEMS
+) -> tuple[Array, Array]:
+    """For each (r, k): the K largest g[r, j, q]·|q[r, j, k]| over (j, q), descending; arg = j·K + q.
+
+    ``g`` (R, n, K) ≥ 0 is sorted descending along its last axis. Ties go to the lowest
+    j·K + q; entries with no candidate above 0 are (0, 0).
+    """
+    xp = xp_of(g)
+    R, n, K = g.shape
+    V = xp.zeros((R, n, K), dtype=g.dtype)
+    A = xp.zeros((R, n, K), dtype=xp.int64)
+    for rs in _affine_blocks(R, n, chunk_elems, max(K, 1)):
+        q = affine_q(u[rs], v[rs], p[rs], D[rs])  # (B, j, k)
+        cand = g[rs][:, :, None, :] * q[:, :, :, None]  # (B, j, k, K)
+        cand = xp.moveaxis(cand, 2, 1).reshape(q.shape[0], n, n * K)  # (B, k, j·K + q)
+        order = xp.argsort(-cand, axis=-1, kind="stable")[..., :K]
+        V[rs] = xp.take_along_axis(cand, order, axis=-1)
+        A[rs] = order
+    A[V == 0] = 0
+    return V, A

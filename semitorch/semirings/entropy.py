@@ -220,4 +220,4 @@ class Entropy(Semiring):
         with _Quiet(xp):
             Lo = xp.log(S) + M
             Eo = (T1 - T2) / S
-        return dense_recheck(self, _clean(xp, Lo, Eo), None, M, a, None, c, D, p, u, v)[0], None
+        return dense_recheck(self, _clean(xp, Lo, Eo), None, M, a, None, c, D, p, u, v, pairs=True)[0], None

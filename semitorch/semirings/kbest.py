@@ -9,7 +9,7 @@ import numpy as np
 
 from .. import kernels
 from .base import Array, Semiring, _xp, register_semiring
-from .log import keep_shape, log_abs, move_last
+from .log import _Quiet, dense_recheck, finite_or_zero, keep_shape, log_abs, move_last
 from .maxproduct import exp64, gather_src, logabs_t
 
 
@@ -43,6 +43,7 @@ class KBest(Semiring):
     name = "kbest"
     selective = True
     prep_key = "logabs"
+    fast_affine = True
 
     def __init__(self, k: int, log: bool = False) -> None:
         if isinstance(k, bool) or not isinstance(k, numbers.Integral):
@@ -158,6 +159,23 @@ class KBest(Semiring):
         """The k-best kernel with P = log|W|."""
         val, arg = kernels.kbest_vecmat(a, P.astype(a.dtype, copy=False))
         return val, gather_src(src, arg, self.k)
+
+    def affine_vecmat(
+        self, a: Array, src: Array | None, c: Array, D: Array, p: Array, u: Array, v: Array
+    ) -> tuple[Array, Array | None]:
+        """The k best over (j, rank) of a[j, q] + log|c_j q_jk| by :func:`semitorch.kernels.affine_kbest`.
+
+        Linear-scale weights g = e^{a + log|c| − M} per row; rows whose results fall far
+        below M are recomputed with the dense Jacobian.
+        """
+        xp = _xp(a)
+        R = a.shape[0]
+        alpha = a + log_abs(c, a.dtype, a)[..., None]  # (R, n, K), still sorted along K
+        M = finite_or_zero(alpha.reshape(R, -1).max(axis=-1, initial=-xp.inf)[:, None, None])
+        V, arg = kernels.affine_kbest(xp.exp(alpha - M), u, v, p, D)
+        with _Quiet(xp):
+            out = xp.log(V) + M
+        return dense_recheck(self, out, gather_src(src, arg, self.k), M, a, src, c, D, p, u, v)
 
     # ---- reading paths (used by semitorch.paths) ----------------------------------------
     def has_path(self, v: float) -> bool:

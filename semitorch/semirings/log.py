@@ -140,14 +140,26 @@ def affine_weights(a: Array, c: Array) -> tuple[Array, Array]:
 
 
 def dense_recheck(
-    sr: Semiring, out: Array, osrc: Array | None, M: Array, a: Array, src: Array | None, *parts: Array
+    sr: Semiring,
+    out: Array,
+    osrc: Array | None,
+    M: Array,
+    a: Array,
+    src: Array | None,
+    *parts: Array,
+    pairs: bool = False,
 ) -> tuple[Array, Array | None]:
-    """``out`` (R, n, ...) and its backpointers ``osrc`` with the rows that fell far below their shift M
-    (where underflowed terms could matter) recomputed through the dense Jacobian of ``parts`` = (c, D, p, u, v)."""
+    """``out`` (R, n) + vshape and its backpointers ``osrc`` with the rows that fell far below their shift M
+    (where underflowed terms could matter) recomputed through the dense Jacobian of ``parts`` = (c, D, p, u, v).
+
+    The log values checked are ``out`` itself (scalar semirings and k-best lists) or, with
+    ``pairs``, its first component (entropy pairs); a row holding no path is never recomputed.
+    """
     xp = _xp(out)
-    lo = out if out.ndim == 2 else out[..., 0]
-    live = (a if a.ndim == 2 else a[..., 0]) > -xp.inf  # an entry with a path: −inf results are suspect too
-    flag = (lo < M - recheck_limit(out.dtype)).any(axis=-1) & live.any(axis=-1)
+    R = out.shape[0]
+    lo = (out[..., 0] if pairs else out).reshape(R, -1)
+    alo = (a[..., 0] if pairs else a).reshape(R, -1)
+    flag = (lo < M.reshape(R, 1) - recheck_limit(out.dtype)).any(axis=-1) & (alo > -xp.inf).any(axis=-1)
     if bool(flag.any()):
         rows = xp.nonzero(flag)[0]
         rv, rs = Semiring.affine_vecmat(sr, a[rows], None if src is None else src[rows], *(x[rows] for x in parts))
