@@ -264,3 +264,75 @@ def test_prepared_weights_made_once_per_forward():
     out2, emb2 = _encoder(np.float32)  # a new forward: new structures, new memo
     st.grad(out2, [emb2], semiring=Counting())
     assert len(calls) == 2 * first
+
+
+# ---- the fused float32 exp / log helpers -----------------------------------------------------
+
+
+def _ulps(got: np.ndarray, want: np.ndarray) -> float:
+    """Largest |got − want| in units of the float32 spacing at |want| (want in float64)."""
+    fin = np.isfinite(want)
+    assert (got[~fin] == want[~fin]).all()
+    sp = np.spacing(np.abs(want[fin]).astype(np.float32)).astype(np.float64)
+    return float((np.abs(got[fin] - want[fin]) / sp).max()) if fin.any() else 0.0
+
+
+def test_exp_shift_float32_within_two_ulps_and_flushes():
+    rng = np.random.default_rng(0)
+    a = (rng.standard_normal((40, 2100)) * 30).astype(np.float32)  # rows longer than the kernels' chunk
+    a[0, :5] = -np.inf
+    a[1] = -np.inf  # a row without any path: shift 0, all zeros
+    p, m = numba_cpu.exp_shift(a)
+    p0, m0 = reference.exp_shift(a)
+    np.testing.assert_array_equal(m, m0)
+    want = np.exp((a - m0).astype(np.float64))  # the float32 differences, as numpy forms them
+    want[want < np.finfo(np.float32).tiny] = 0  # flushed: no subnormals
+    assert _ulps(p.astype(np.float64), want) <= 2
+    np.testing.assert_array_equal(p == 0, want == 0)
+    assert p[1].max() == 0 and (p[2:].max(axis=-1) == 1).all()
+
+
+def test_log_shift_float32_close_to_float64():
+    rng = np.random.default_rng(1)
+    s = (np.abs(rng.standard_normal((8, 1500))) * np.exp(rng.uniform(-100, 85, (8, 1500)))).astype(np.float32)
+    s[0, :3] = 0  # no path: −inf
+    s[1, :3] = np.float32(1e-42)  # subnormal
+    m = (rng.standard_normal((8, 1)) * 10).astype(np.float32)
+    got = numba_cpu.log_shift(s, m)
+    want = np.log(s.astype(np.float64)) + m
+    assert np.isneginf(got[0, :3]).all()
+    # the sum log(s) + m is rounded once in float32; the kernel's log adds at most ~1 ulp of |log s|
+    err = np.abs(got - want)[np.isfinite(want)]
+    bound = np.spacing(np.abs(np.log(s.astype(np.float64))).astype(np.float32)) * 2 + np.spacing(
+        np.abs(want).astype(np.float32)
+    )
+    assert (err <= bound[np.isfinite(want)]).all()
+
+
+def test_logaddexp_float32_close_to_float64():
+    rng = np.random.default_rng(2)
+    a = (rng.standard_normal(5000) * 20).astype(np.float32)
+    b = (rng.standard_normal(5000) * 5).astype(np.float32)
+    a[:10] = -np.inf
+    b[5:15] = -np.inf
+    got = numba_cpu.logaddexp(a, b)
+    want = np.logaddexp(a.astype(np.float64), b.astype(np.float64))
+    np.testing.assert_array_equal(np.isneginf(got), np.isneginf(want))
+    # max + log1p(e^-|a-b|) rounds each term once: the error is within 2 ulps of the largest of a, b, result
+    # (results near 0 come from cancellation, so "ulps of the result" would be the wrong yardstick)
+    fin = np.isfinite(want)
+    finite_abs = [np.where(np.isfinite(x), np.abs(x), 0) for x in (a, b)]
+    scale = np.maximum(np.maximum(*finite_abs)[fin], np.abs(want[fin])).astype(np.float32)
+    assert (np.abs(got[fin] - want[fin]) <= 2 * np.spacing(scale)).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dispatch_of_the_helpers(dtype):
+    """float32 numpy arrays go to numba, others to the numpy reference; results agree."""
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((3, 7)).astype(dtype)
+    p, m = kernels.exp_shift(a)
+    p0, m0 = reference.exp_shift(a)
+    np.testing.assert_allclose(p, p0, rtol=3e-7)
+    np.testing.assert_allclose(kernels.log_shift(p, m), reference.log_shift(p0, m0), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(kernels.logaddexp(a, a[::-1]), np.logaddexp(a, a[::-1]), rtol=1e-6)

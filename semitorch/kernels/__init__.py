@@ -41,6 +41,9 @@ __all__ = [
     "affine_kbest",
     "affine_max",
     "affine_sum",
+    "exp_shift",
+    "log_shift",
+    "logaddexp",
     "kbest_vecmat",
     "maxplus_vecmat",
     "signed_vecmat",
@@ -160,6 +163,40 @@ def affine_kbest(g: Array, u: Array, v: Array, p: Array, D: Array) -> tuple[Arra
     descending along its last axis; arg = j·K + q (lowest on ties, 0 where the value is 0)."""
     fast = _affine_fast(g)
     return (fast or reference).affine_kbest(g, u, v, p, D)
+
+
+def _f32(*xs: Array) -> ModuleType | None:
+    if all(isinstance(x, np.ndarray) and x.dtype == np.float32 for x in xs):
+        return _numba()
+    return None
+
+
+def exp_shift(a: Array) -> tuple[Array, Array]:
+    """(exp(a − m), m): each row of ``a`` (last axis) shifted by its max (0 where no entry is finite).
+
+    Results below the smallest normal float are 0. numba fuses the passes for float32
+    (≤ 2 ulp); other arrays use numpy/cupy.
+    """
+    if a.ndim == 0 or a.shape[-1] == 0 or a.size == 0:
+        return reference.exp_shift(a)
+    fast = _f32(a)
+    return (fast or reference).exp_shift(a)
+
+
+def log_shift(s: Array, m: Array) -> Array:
+    """log(s) + m for ``s`` ≥ 0 (−inf where s = 0); ``m`` (..., 1) is one shift per row of ``s``."""
+    if s.ndim == 0 or s.size == 0 or m.shape != s.shape[:-1] + (1,):
+        return reference.log_shift(s, m)
+    fast = _f32(s, m)
+    return (fast or reference).log_shift(s, m)
+
+
+def logaddexp(a: Array, b: Array) -> Array:
+    """log(e^a + e^b) elementwise (−inf where both are −inf); numba for float32 arrays of one shape."""
+    if getattr(a, "shape", None) != getattr(b, "shape", None) or a.size == 0:
+        return reference.logaddexp(a, b)
+    fast = _f32(a, b)
+    return (fast or reference).logaddexp(a, b)
 
 
 def warmup() -> str:

@@ -286,3 +286,35 @@ def affine_kbest(
         A[rs] = order
     A[V == 0] = 0
     return V, A
+
+
+# ---- the log-space elementwise helpers (the numba backend fuses them for float32) ------------
+
+
+def exp_shift(a: Array) -> tuple[Array, Array]:
+    """(exp(a − m), m) with m (..., 1) the max of each row of ``a`` (last axis; 0 where no entry is finite).
+
+    Results below the smallest normal float are set to 0: subnormals slow BLAS and the
+    kernels down, and terms that far below their row's max are rechecked by the callers.
+    """
+    xp = xp_of(a)
+    mx = a.max(axis=-1, keepdims=True)
+    m = xp.where(xp.isfinite(mx), mx, 0).astype(a.dtype, copy=False)
+    e = xp.exp(a - m)
+    if e.dtype.kind == "f":
+        e = xp.where(e < xp.finfo(e.dtype).tiny, 0, e).astype(e.dtype, copy=False)
+    return e, m
+
+
+def log_shift(s: Array, m: Array) -> Array:
+    """log(s) + m for ``s`` ≥ 0 (−inf where s = 0), ``m`` broadcasting against ``s``."""
+    xp = xp_of(s)
+    with np.errstate(divide="ignore"):
+        out = xp.log(s)
+    out += m
+    return out
+
+
+def logaddexp(a: Array, b: Array) -> Array:
+    """log(e^a + e^b) elementwise (−inf where both are −inf)."""
+    return xp_of(a).logaddexp(a, b)

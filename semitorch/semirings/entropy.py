@@ -189,8 +189,8 @@ class Entropy(Semiring):
         ST = xp.matmul(Pm, xp.swapaxes(AB, -1, -2))
         S, T2 = ST[..., :k], ST[..., k:]
         T1 = xp.matmul(Pm * E, xp.swapaxes(A, -1, -2))
+        Lo = kernels.log_shift(xp.ascontiguousarray(S), m)
         with _Quiet(xp):
-            Lo = xp.log(S) + m
             Eo = (T1 - T2) / S
             flag = (Lo < m - recheck_limit(a.dtype)) & xp.isfinite(L.max(axis=-1, keepdims=True))
             if bool(flag.any()):  # every term far below the row max: recompute these outputs exactly
@@ -217,7 +217,7 @@ class Entropy(Semiring):
             h = xp.where(g > 0, g * (E - log_abs(c, a.dtype, a)), 0).astype(a.dtype, copy=False)
         S, T2 = kernels.affine_entropy(g, u, v, p, D)
         T1 = kernels.affine_sum(h, u, v, p, D)
+        Lo = kernels.log_shift(S, M)
         with _Quiet(xp):
-            Lo = xp.log(S) + M
             Eo = (T1 - T2) / S
         return dense_recheck(self, _clean(xp, Lo, Eo), None, M, a, None, c, D, p, u, v, pairs=True)[0], None

@@ -9,7 +9,7 @@ import numpy as np
 
 from .. import kernels
 from .base import Array, Semiring, _xp, register_semiring
-from .log import _Quiet, dense_recheck, finite_or_zero, keep_shape, log_abs, move_last
+from .log import _Quiet, dense_recheck, keep_shape, log_abs, move_last
 from .maxproduct import exp64, gather_src, logabs_t
 
 
@@ -171,8 +171,9 @@ class KBest(Semiring):
         xp = _xp(a)
         R = a.shape[0]
         alpha = a + log_abs(c, a.dtype, a)[..., None]  # (R, n, K), still sorted along K
-        M = finite_or_zero(alpha.reshape(R, -1).max(axis=-1, initial=-xp.inf)[:, None, None])
-        V, arg = kernels.affine_kbest(xp.exp(alpha - M), u, v, p, D)
+        g, M = kernels.exp_shift(alpha.reshape(R, -1))
+        V, arg = kernels.affine_kbest(g.reshape(alpha.shape), u, v, p, D)
+        M = M[:, :, None]
         with _Quiet(xp):
             out = xp.log(V) + M
         return dense_recheck(self, out, gather_src(src, arg, self.k), M, a, src, c, D, p, u, v)

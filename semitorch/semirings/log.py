@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
 from .. import kernels
 from .base import Array, Semiring, _xp, register_semiring
 
@@ -83,16 +85,16 @@ def recheck_limit(dtype: Any) -> float:
     the shift are below e^-87 (float32) of the row max, so above this limit they change
     a result by less than J·e^-43 relative; below it :func:`flagged_rows` recomputes.
     """
-    import numpy as np
 
     return -math.log(float(np.finfo(dtype).tiny)) / 2
 
 
 def shifted_exp(a: Array) -> tuple[Array, Array]:
-    """(exp(a − m), m) with m the max of each row (last axis; 0 for rows without a finite entry)."""
-    xp = _xp(a)
-    m = finite_or_zero(a.max(axis=-1, keepdims=True))
-    return xp.exp(a - m), m
+    """(exp(a − m), m) with m the max of each row (last axis; 0 for rows without a finite entry); no subnormals.
+
+    See :func:`semitorch.kernels.exp_shift` (fused in numba for float32).
+    """
+    return kernels.exp_shift(a)
 
 
 def flagged_rows(a: Array, W: Array, flag: Array) -> tuple[tuple[Array, ...], Array, Array]:
@@ -120,11 +122,11 @@ def rescaled_matmul(a: Array, absW: Array) -> Array:
     if a.shape[-1] == 0:  # an empty contraction: no path (the matmul gives zeros of the right shape)
         with _Quiet(xp):
             return xp.log(xp.matmul(a, xp.swapaxes(absW, -1, -2)))
-    p, m = shifted_exp(a)
-    s = xp.matmul(p, xp.swapaxes(absW, -1, -2))
+    p, m = kernels.exp_shift(a)
+    live = p.max(axis=-1, keepdims=True) > 0  # rows holding a path (their max entry is exactly 1)
+    out = kernels.log_shift(xp.matmul(p, xp.swapaxes(absW, -1, -2)), m)
     with _Quiet(xp):
-        out = xp.log(s) + m
-        flag = (out < m - recheck_limit(a.dtype)) & xp.isfinite(a.max(axis=-1, keepdims=True))
+        flag = (out < m - recheck_limit(a.dtype)) & live
         if bool(flag.any()):
             idx, ar, wr = flagged_rows(a, absW, flag)
             out[idx] = logsumexp(ar + xp.log(wr), -1)
@@ -133,10 +135,7 @@ def rescaled_matmul(a: Array, absW: Array) -> Array:
 
 def affine_weights(a: Array, c: Array) -> tuple[Array, Array]:
     """Linear-scale weights g = exp(a + log|c| − M) ≥ 0 of log adjoints ``a`` (R, n), and the shift M (R, 1)."""
-    xp = _xp(a)
-    alpha = a + log_abs(c, a.dtype, a)
-    M = finite_or_zero(alpha.max(axis=-1, keepdims=True))
-    return xp.exp(alpha - M), M
+    return kernels.exp_shift(a + log_abs(c, a.dtype, a))
 
 
 def dense_recheck(
@@ -229,7 +228,7 @@ class Log(LogDomain):
 
     def plus(self, a: Array, b: Array) -> Array:
         """logaddexp(a, b)."""
-        return _xp(a).logaddexp(a, b)
+        return kernels.logaddexp(a, b)
 
     def sum(self, a: Array, axes: tuple[int, ...], keepdims: bool = False) -> Array:
         """logsumexp over ``axes``."""
@@ -272,8 +271,5 @@ class Log(LogDomain):
         matter, see :func:`recheck_limit`) are recomputed with the dense Jacobian.
         """
         g, M = affine_weights(a, c)
-        S = kernels.affine_sum(g, u, v, p, D)
-        xp = _xp(a)
-        with _Quiet(xp):
-            out = xp.log(S) + M
+        out = kernels.log_shift(kernels.affine_sum(g, u, v, p, D), M)
         return dense_recheck(self, out, None, M, a, None, c, D, p, u, v)[0], None

@@ -10,7 +10,7 @@ import numpy as np
 
 from .. import kernels
 from .base import Array, _xp, register_semiring
-from .log import LogDomain, _Quiet, affine_weights, dense_recheck, keep_shape, log_abs, move_last
+from .log import LogDomain, affine_weights, dense_recheck, keep_shape, log_abs, move_last
 
 
 def logabs_t(W: Array) -> Array:
@@ -177,11 +177,9 @@ class MaxProduct(LogDomain):
 
         Rows whose results fall far below their shift are recomputed with the dense Jacobian.
         """
-        xp = _xp(a)
         g, M = affine_weights(a, c)
         V, arg = kernels.affine_max(g, u, v, p, D)
-        with _Quiet(xp):
-            out = xp.log(V) + M
+        out = kernels.log_shift(V, M)
         return dense_recheck(self, out, gather_src(src, arg, 0), M, a, src, c, D, p, u, v)
 
     # ---- reading paths (used by semitorch.paths) ----------------------------------------
