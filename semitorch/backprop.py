@@ -327,16 +327,15 @@ def backward(
             if st is None or iid not in relevant:
                 continue
             src = None
-            if sr.selective:
-                src = xp.arange(a.size, dtype=xp.int64).reshape(a.shape)
-            c, cs = apply_structure(sr, st, a, src, xp)
+            if sr.selective:  # backpointers into a's entries, tagged with this edge set's id
+                eid = len(res.edges)
+                res.edges.append((node, slot))
+                base = eid << _EDGE_SHIFT
+                src = xp.arange(base, base + a.size, dtype=xp.int64).reshape(a.shape)
+            c, cs = apply_structure(sr, st, a, src, xp)  # cs: entries of src, or -1 where no path
             vt = sr.value_dtype(inp.dtype)
             if c.dtype != vt:
                 c = c.astype(vt)
-            if cs is not None:
-                eid = len(res.edges)
-                res.edges.append((node, slot))
-                cs = xp.where(cs >= 0, cs | (eid << _EDGE_SHIFT), -1)
             if iid in adj:
                 adj[iid], bps_new = sr.accumulate(adj[iid], bps.get(iid), c, cs)
                 if bps_new is not None:
