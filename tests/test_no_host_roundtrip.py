@@ -64,7 +64,8 @@ ALLOWED = {
     ("nn.py", "embedding"): "range check of the ids: one boolean read so that a bad id raises IndexError",
     ("log.py", "rescaled_matmul"): "underflow recheck (Log, LogCount): one boolean read per vecmat decides whether "
     "outputs far below their row max are recomputed exactly",
-    ("entropy.py", "vecmat_prepared"): "underflow recheck (Entropy): one boolean read per vecmat, as in rescaled_matmul",
+    ("entropy.py", "vecmat_prepared"): "underflow recheck (Entropy): one boolean read per vecmat, as in "
+    "rescaled_matmul",
     ("log.py", "dense_recheck"): "underflow recheck of the structured (layer_norm/softmax) kernels: one boolean read "
     "per op decides whether rows far below their shift are recomputed with the dense Jacobian",
 }
