@@ -66,6 +66,8 @@ ALLOWED = {
     "outputs far below their row max are recomputed exactly",
     ("entropy.py", "vecmat_prepared"): "underflow recheck (Entropy): one boolean read per vecmat, as in "
     "rescaled_matmul",
+    ("reference.py", "log_shift_low"): "underflow recheck: the one boolean read per vecmat (above) now comes from "
+    "the log pass itself",
     ("log.py", "dense_recheck"): "underflow recheck of the structured (layer_norm/softmax) kernels: one boolean read "
     "per op decides whether rows far below their shift are recomputed with the dense Jacobian",
 }

@@ -43,6 +43,7 @@ __all__ = [
     "affine_sum",
     "exp_shift",
     "log_shift",
+    "log_shift_low",
     "logaddexp",
     "kbest_vecmat",
     "maxplus_vecmat",
@@ -189,6 +190,17 @@ def log_shift(s: Array, m: Array) -> Array:
         return reference.log_shift(s, m)
     fast = _f32(s, m)
     return (fast or reference).log_shift(s, m)
+
+
+def log_shift_low(s: Array, m: Array, limit: float) -> tuple[Array, bool]:
+    """(log(s) + m, any result more than ``limit`` below its row's shift): one pass for float32 in numba.
+
+    Callers use the flag to skip their exact rechecks in the common case where nothing fell that far.
+    """
+    if s.ndim == 0 or s.size == 0 or m.shape != s.shape[:-1] + (1,):
+        return reference.log_shift_low(s, m, limit)
+    fast = _f32(s, m)
+    return (fast or reference).log_shift_low(s, m, limit)
 
 
 def logaddexp(a: Array, b: Array) -> Array:

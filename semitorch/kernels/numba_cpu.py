@@ -14,22 +14,30 @@ Inputs are assumed NaN-free and ``logw`` free of +inf; ``kbest_vecmat`` relies o
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
-import numba
-import numpy as np
-from numba import njit, prange
+# numba's OpenMP workers busy-wait after each parallel region by default; between kernels
+# that wait starves the calling thread and BLAS (measured here: a backward pass 2.5x slower).
+# Passive waiting, unless the user chose a policy; it only affects OpenMP runtimes loaded later.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numba  # noqa: E402
+import numpy as np  # noqa: E402
+from numba import njit, prange  # noqa: E402
 
 from .reference import prepare
 
 Array = Any
 
-PARALLEL_MIN_WORK = 1 << 20
+PARALLEL_MIN_WORK = 1 << 26
 """Below this many candidate evaluations a call runs on the calling thread only.
 
-A parallel region costs tens of µs when cores are free, and milliseconds when they
-are oversubscribed (OpenMP workers wait for descheduled peers), so only work of
-about a millisecond or more is split over threads.
+A parallel region costs tens of µs when cores are idle, but waking sleeping workers
+between the many small kernels of a backward pass, next to BLAS's own threads, cost
+more than it saved in every pass measured on 2 cores (benchmarks/semiring_overhead.py:
+the same or slower than serial), and busy-waiting workers made it 2.5x slower. So
+only work of about 10 ms or more (a long sequence, a wide model) is split over threads.
 """
 
 _NEG = -np.inf
@@ -715,16 +723,23 @@ def _log_into(x, mr, out, buf, mb, ex):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _log_shift32(s, m, out):
+def _log_shift32(s, m, out, limit):
+    # also returns whether any result fell more than ``limit`` below its row's shift
     R, n = s.shape
     w = min(n, _CHUNK)
     buf = np.empty(w, dtype=np.float32)
     mb = np.empty(w, dtype=np.int32)
     ex = np.empty(w, dtype=np.float32)
+    low = False
     for r in range(R):
+        floor = m[r, 0] - limit
         for c0 in range(0, n, _CHUNK):
             c1 = min(n, c0 + _CHUNK)
-            _log_into(s[r, c0:c1], m[r, 0], out[r, c0:c1], buf, mb, ex)
+            o = out[r, c0:c1]
+            _log_into(s[r, c0:c1], m[r, 0], o, buf, mb, ex)
+            for k in range(c1 - c0):
+                low |= o[k] < floor
+    return low
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -762,11 +777,16 @@ def exp_shift(a: Array) -> tuple[Array, Array]:
 
 def log_shift(s: Array, m: Array) -> Array:
     """Numba twin of :func:`semitorch.kernels.reference.log_shift` (float32)."""
+    return log_shift_low(s, m, np.inf)[0]
+
+
+def log_shift_low(s: Array, m: Array, limit: float) -> tuple[Array, bool]:
+    """Numba twin of :func:`semitorch.kernels.reference.log_shift_low` (float32)."""
     s2 = np.ascontiguousarray(s.reshape(-1, s.shape[-1]))
     m2 = np.ascontiguousarray(np.broadcast_to(m, s.shape[:-1] + (1,)).reshape(-1, 1))
     out = np.empty_like(s2)
-    _log_shift32(s2, m2, out)
-    return out.reshape(s.shape)
+    low = _log_shift32(s2, m2, out, np.float32(limit))
+    return out.reshape(s.shape), bool(low)
 
 
 def logaddexp(a: Array, b: Array) -> Array:
@@ -879,7 +899,7 @@ def kbest_vecmat(a: Array, logw: Array) -> tuple[Array, Array]:
         return val.reshape(batch + (r, k, K)), arg.reshape(batch + (r, k, K))
     order = np.argsort(-af[..., 0], axis=-1)  # (Ba, r, j): each row's j by decreasing best entry
     neg = af.dtype.type(-np.inf)
-    nch = _nchunks(rows, rows * k * j)
+    nch = _nchunks(rows, rows * k * j * K)  # up to K insertions per candidate: K times max-plus's work
     if nch:
         _kbest_par(af, order, wT, ia, iw, val, arg, nch, neg)
     elif rows and k:

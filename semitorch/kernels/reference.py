@@ -318,3 +318,9 @@ def log_shift(s: Array, m: Array) -> Array:
 def logaddexp(a: Array, b: Array) -> Array:
     """log(e^a + e^b) elementwise (−inf where both are −inf)."""
     return xp_of(a).logaddexp(a, b)
+
+
+def log_shift_low(s: Array, m: Array, limit: float) -> tuple[Array, bool]:
+    """(log(s) + m, whether any result is more than ``limit`` below its row's shift m)."""
+    out = log_shift(s, m)
+    return out, bool((out < m - limit).any())

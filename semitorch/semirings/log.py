@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -78,6 +79,7 @@ def scatter_logsumexp(a: Array, index: Array, size: int) -> tuple[Array, Array]:
         return xp.log(s) + m, m
 
 
+@functools.cache
 def recheck_limit(dtype: Any) -> float:
     """How far (nats) below its row's max a rescaled sum may fall before it is recomputed exactly.
 
@@ -123,10 +125,13 @@ def rescaled_matmul(a: Array, absW: Array) -> Array:
         with _Quiet(xp):
             return xp.log(xp.matmul(a, xp.swapaxes(absW, -1, -2)))
     p, m = kernels.exp_shift(a)
+    limit = recheck_limit(np.dtype(a.dtype))
+    out, low = kernels.log_shift_low(xp.matmul(p, xp.swapaxes(absW, -1, -2)), m, limit)
+    if not low:  # nothing fell far below its row's max: no recheck (the common case)
+        return out
     live = p.max(axis=-1, keepdims=True) > 0  # rows holding a path (their max entry is exactly 1)
-    out = kernels.log_shift(xp.matmul(p, xp.swapaxes(absW, -1, -2)), m)
     with _Quiet(xp):
-        flag = (out < m - recheck_limit(a.dtype)) & live
+        flag = (out < m - limit) & live
         if bool(flag.any()):
             idx, ar, wr = flagged_rows(a, absW, flag)
             out[idx] = logsumexp(ar + xp.log(wr), -1)
@@ -147,15 +152,19 @@ def dense_recheck(
     src: Array | None,
     *parts: Array,
     pairs: bool = False,
+    low: bool | None = None,
 ) -> tuple[Array, Array | None]:
     """``out`` (R, n) + vshape and its backpointers ``osrc`` with the rows that fell far below their shift M
     (where underflowed terms could matter) recomputed through the dense Jacobian of ``parts`` = (c, D, p, u, v).
 
     The log values checked are ``out`` itself (scalar semirings and k-best lists) or, with
     ``pairs``, its first component (entropy pairs); a row holding no path is never recomputed.
+    ``low=False`` (from :func:`semitorch.kernels.log_shift_low`) says no value fell that far.
     """
     xp = _xp(out)
     R = out.shape[0]
+    if low is False:  # the caller's kernel saw nothing far below the shift
+        return out, osrc
     lo = (out[..., 0] if pairs else out).reshape(R, -1)
     alo = (a[..., 0] if pairs else a).reshape(R, -1)
     flag = (lo < M.reshape(R, 1) - recheck_limit(out.dtype)).any(axis=-1) & (alo > -xp.inf).any(axis=-1)
@@ -271,5 +280,5 @@ class Log(LogDomain):
         matter, see :func:`recheck_limit`) are recomputed with the dense Jacobian.
         """
         g, M = affine_weights(a, c)
-        out = kernels.log_shift(kernels.affine_sum(g, u, v, p, D), M)
-        return dense_recheck(self, out, None, M, a, None, c, D, p, u, v)[0], None
+        out, low = kernels.log_shift_low(kernels.affine_sum(g, u, v, p, D), M, recheck_limit(np.dtype(a.dtype)))
+        return dense_recheck(self, out, None, M, a, None, c, D, p, u, v, low=low)[0], None

@@ -10,7 +10,7 @@ import numpy as np
 
 from .. import kernels
 from .base import Array, _xp, register_semiring
-from .log import LogDomain, affine_weights, dense_recheck, keep_shape, log_abs, move_last
+from .log import LogDomain, affine_weights, dense_recheck, keep_shape, log_abs, move_last, recheck_limit
 
 
 def logabs_t(W: Array) -> Array:
@@ -179,8 +179,8 @@ class MaxProduct(LogDomain):
         """
         g, M = affine_weights(a, c)
         V, arg = kernels.affine_max(g, u, v, p, D)
-        out = kernels.log_shift(V, M)
-        return dense_recheck(self, out, gather_src(src, arg, 0), M, a, src, c, D, p, u, v)
+        out, low = kernels.log_shift_low(V, M, recheck_limit(np.dtype(a.dtype)))
+        return dense_recheck(self, out, gather_src(src, arg, 0), M, a, src, c, D, p, u, v, low=low)
 
     # ---- reading paths (used by semitorch.paths) ----------------------------------------
     def has_path(self, v: float) -> bool:
