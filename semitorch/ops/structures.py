@@ -65,13 +65,15 @@ class RowJacobian:
     ``jac``) such that J[r, j, k] = c[r, j]·(D[r]·[j = k] + p[r] + u[r, j]·v[r, k]):
     a diagonal, a constant and a rank-1 term (layer_norm, softmax, log_softmax).
     Semirings with a structured kernel use it instead of ``jac`` (the edges are the
-    same; only the (R, n, n) array is never built).
+    same; only the (R, n, n) array is never built). ``memo`` is backprop's: it keeps
+    ``affine(None)`` for later passes over the same forward.
     """
 
     jac: Callable[[], Array]
     vjp: Callable[[Array], Array] | None = None
     axis: int = -1
     affine: Callable[[Array | None], tuple[Array, Array, Array, Array, Array]] | None = None
+    memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
