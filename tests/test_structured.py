@@ -337,3 +337,16 @@ def test_dispatch_of_the_helpers(dtype):
     np.testing.assert_allclose(p, p0, rtol=3e-7)
     np.testing.assert_allclose(kernels.log_shift(p, m), reference.log_shift(p0, m0), rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(kernels.logaddexp(a, a[::-1]), np.logaddexp(a, a[::-1]), rtol=1e-6)
+
+
+def test_gather_last_equals_take_along_axis():
+    """The backpointer lookup: broadcast leading axes and non-contiguous sources, numba = numpy."""
+    rng = np.random.default_rng(4)
+    src = rng.integers(0, 1 << 50, (2, 1, 5, 7))
+    arg = rng.integers(0, 7, (2, 3, 5, 4))
+    want = np.take_along_axis(np.broadcast_to(src, (2, 3, 5, 7)), arg, axis=-1)
+    np.testing.assert_array_equal(numba_cpu.gather_last(src, arg), want)
+    np.testing.assert_array_equal(kernels.gather_last(src, arg), want)
+    src2 = np.arange(60, dtype=np.int64).reshape(3, 4, 5).transpose(1, 0, 2)
+    arg2 = rng.integers(0, 5, (4, 3, 6))
+    np.testing.assert_array_equal(kernels.gather_last(src2, arg2), np.take_along_axis(src2, arg2, axis=-1))

@@ -42,6 +42,7 @@ __all__ = [
     "affine_max",
     "affine_sum",
     "exp_shift",
+    "gather_last",
     "log_shift",
     "log_shift_low",
     "logaddexp",
@@ -182,6 +183,26 @@ def exp_shift(a: Array) -> tuple[Array, Array]:
         return reference.exp_shift(a)
     fast = _f32(a)
     return (fast or reference).exp_shift(a)
+
+
+def gather_last(src: Array, arg: Array) -> Array:
+    """``src[..., arg[..., i]]`` along the last axis: a kernel's picks looked up in its backpointers.
+
+    ``arg`` is int64 with indices into ``src``'s last axis; ``src``'s leading axes broadcast
+    to ``arg``'s. numba for numpy int64 arrays (no index arrays built), else take_along_axis.
+    """
+    if (
+        isinstance(src, np.ndarray)
+        and isinstance(arg, np.ndarray)
+        and src.dtype == np.int64
+        and arg.dtype == np.int64
+        and src.ndim == arg.ndim
+        and arg.size
+    ):
+        fast = _numba()
+        if fast is not None:
+            return fast.gather_last(src, arg)
+    return reference.gather_last(src, arg)
 
 
 def log_shift(s: Array, m: Array) -> Array:

@@ -766,6 +766,25 @@ def _logaddexp32(a, b, out):
             out[c0 + k] = max(a[c0 + k], b[c0 + k]) + l1
 
 
+@njit(cache=True, nogil=True)
+def _gather_rows(src, arg, out):
+    R, k = arg.shape
+    for r in range(R):
+        sr = src[r]
+        for c in range(k):
+            out[r, c] = sr[arg[r, c]]
+
+
+def gather_last(src: Array, arg: Array) -> Array:
+    """Numba twin of :func:`semitorch.kernels.reference.gather_last`."""
+    lead = arg.shape[:-1]
+    s2 = np.broadcast_to(src, lead + src.shape[-1:]).reshape(-1, src.shape[-1])
+    a2 = arg.reshape(-1, arg.shape[-1])
+    out = np.empty(a2.shape, dtype=src.dtype)
+    _gather_rows(s2, a2, out)
+    return out.reshape(arg.shape)
+
+
 def exp_shift(a: Array) -> tuple[Array, Array]:
     """Numba twin of :func:`semitorch.kernels.reference.exp_shift` (float32)."""
     a2 = np.ascontiguousarray(a.reshape(-1, a.shape[-1]))

@@ -324,3 +324,9 @@ def log_shift_low(s: Array, m: Array, limit: float) -> tuple[Array, bool]:
     """(log(s) + m, whether any result is more than ``limit`` below its row's shift m)."""
     out = log_shift(s, m)
     return out, bool((out < m - limit).any())
+
+
+def gather_last(src: Array, arg: Array) -> Array:
+    """``src[..., arg[..., i]]`` along the last axis (leading axes of ``src`` broadcast to ``arg``'s)."""
+    xp = xp_of(arg)
+    return xp.take_along_axis(xp.broadcast_to(src, arg.shape[:-1] + src.shape[-1:]), arg, axis=-1)

@@ -82,10 +82,10 @@ def gather_src(src: Array | None, arg: Array, per: int) -> Array | None:
     if src.shape[-2 if per else -1] == 0:  # an empty contraction: nothing was picked
         return xp.full(arg.shape, -1, dtype=xp.int64)
     if per == 0:
-        return xp.take_along_axis(src, arg, axis=-1)
+        return kernels.gather_last(src, arg)
     sf = src.reshape(src.shape[:-2] + (src.shape[-2] * per,))
     af = arg.reshape(arg.shape[:-2] + (arg.shape[-2] * per,))
-    return xp.take_along_axis(sf, af, axis=-1).reshape(arg.shape)
+    return kernels.gather_last(sf, af).reshape(arg.shape)
 
 
 def exp64(a: Array) -> Array:
