@@ -147,7 +147,14 @@ def apply_structure(sr: Semiring, st: Any, a: Any, s: Any, xp: Any) -> tuple[Any
         if st.out_view is not None:
             a = a.reshape(st.out_view + v)
             s = None if s is None else s.reshape(a.shape)
-        a, s = sr.edge(a, s, st.d)
+        if sr.edge_key is not None and getattr(st.d, "ndim", 0):  # lifted weights kept for later passes
+            key = ("edge", sr.edge_key)
+            P = st.memo.get(key)
+            if P is None:
+                P = st.memo[key] = sr.prepare_edge(st.d)
+            a, s = sr.edge_prepared(a, s, P)
+        else:
+            a, s = sr.edge(a, s, st.d)
         return _fit(sr, a, s, st.in_shape, xp)
     if isinstance(st, Linear):
         a = a.reshape(st.adj_view + v)

@@ -350,3 +350,22 @@ def test_gather_last_equals_take_along_axis():
     src2 = np.arange(60, dtype=np.int64).reshape(3, 4, 5).transpose(1, 0, 2)
     arg2 = rng.integers(0, 5, (4, 3, 6))
     np.testing.assert_array_equal(kernels.gather_last(src2, arg2), np.take_along_axis(src2, arg2, axis=-1))
+
+
+def test_lifted_elementwise_weights_made_once_per_forward():
+    """log|d| of elementwise edges (gelu, scales, ...) is kept for the next pass, shared by the log semirings."""
+    calls = []
+
+    class Counting(Log):
+        def prepare_edge(self, w):
+            calls.append(w.shape)
+            return super().prepare_edge(w)
+
+    out, emb = _encoder(np.float32)
+    want = st.grad(out, [emb], semiring=Log())[0]  # fills the memo under the shared key
+    got = st.grad(out, [emb], semiring=Counting())[0]
+    assert calls == []  # reused what Log() lifted
+    np.testing.assert_array_equal(got, want)
+    out2, emb2 = _encoder(np.float32)
+    st.grad(out2, [emb2], semiring=Counting())
+    assert len(calls) > 0

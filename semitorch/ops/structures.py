@@ -21,12 +21,14 @@ class Elementwise:
     """Edges out[i] -> in[i] with weight ``d[i]`` (broadcasting is fan-out).
 
     The adjoint of the output is viewed as ``out_view`` (when given) and
-    broadcast against ``d``; the result is ⊕-reduced to ``in_shape``.
+    broadcast against ``d``; the result is ⊕-reduced to ``in_shape``. ``memo`` is
+    backprop's: it keeps a semiring's lifted ``d`` for later passes.
     """
 
     d: Array
     in_shape: tuple[int, ...]
     out_view: tuple[int, ...] | None = None
+    memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,6 +44,7 @@ class Semiring:
     use_vjp: ClassVar[bool] = False  # Real: use closed-form VJPs of RowJacobian ops
     prep_key: ClassVar[str | None] = None  # semirings sharing a lifted form of W share this key
     fast_affine: ClassVar[bool] = False  # affine_vecmat has a structured kernel (else backprop uses dense J)
+    edge_key: ClassVar[str | None] = None  # semirings sharing a lifted form of elementwise weights share this key
 
     # ---- the algebra (also what the law tests check) -----------------------------------
     def zeros(self, xp: Any, shape: tuple[int, ...], dtype: Any) -> Array:
@@ -99,6 +100,15 @@ class Semiring:
         if src is not None and src.shape != out.shape:
             src = _xp(a).broadcast_to(src, out.shape)
         return out, src
+
+    def prepare_edge(self, w: Array) -> Any:
+        """Elementwise weights ``w`` in the form :meth:`edge_prepared` takes (default: w itself); kept per
+        Elementwise structure under ``edge_key`` like :meth:`prepare`."""
+        return w
+
+    def edge_prepared(self, a: Array, src: Array | None, P: Any) -> tuple[Array, Array | None]:
+        """:meth:`edge` with the weights already passed through :meth:`prepare_edge`."""
+        return self.edge(a, src, P)
 
     def accumulate(self, a: Array, sa: Array | None, b: Array, sb: Array | None) -> tuple[Array, Array | None]:
         """a ⊕ b of two contributions to the same tensor."""

@@ -103,6 +103,7 @@ class LogCount(Log):
     name = "logcount"
     prep_key = "nonzero"
     fast_affine = False  # its lift is [w ≠ 0], not |w|: the dense pattern
+    edge_key = None
 
     def __repr__(self) -> str:
         return "LogCount()"

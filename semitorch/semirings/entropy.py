@@ -136,6 +136,18 @@ class Entropy(Semiring):
         L = a[..., 0] + lw
         return _clean(xp, L, a[..., 1] - lw), None
 
+    edge_key = "logabs"
+
+    def prepare_edge(self, w: Array) -> Array:
+        """log|w| (shared with the log-space semirings)."""
+        return log_abs(w)
+
+    def edge_prepared(self, a: Array, src: Array | None, P: Array) -> tuple[Array, None]:
+        """⟨L + P, E − P⟩ with P = log|w|."""
+        xp = _xp(a)
+        lw = P.astype(a.dtype, copy=False)
+        return _clean(xp, a[..., 0] + lw, a[..., 1] - lw), None
+
     def accumulate(self, a: Array, sa: Array | None, b: Array, sb: Array | None) -> tuple[Array, None]:
         """a ⊕ b."""
         return self.plus(a, b), None

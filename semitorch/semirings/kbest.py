@@ -104,6 +104,19 @@ class KBest(Semiring):
             src = _xp(a).broadcast_to(src, out.shape)
         return out, src
 
+    edge_key = "logabs"
+
+    def prepare_edge(self, w: Array) -> Array:
+        """log|w| (shared with the log-space semirings)."""
+        return log_abs(w)
+
+    def edge_prepared(self, a: Array, src: Array | None, P: Array) -> tuple[Array, Array | None]:
+        """Add P = log|w| to every rank."""
+        out = a + P.astype(a.dtype, copy=False)[..., None]
+        if src is not None and src.shape != out.shape:
+            src = _xp(a).broadcast_to(src, out.shape)
+        return out, src
+
     def accumulate(self, a: Array, sa: Array | None, b: Array, sb: Array | None) -> tuple[Array, Array | None]:
         """Merge two lists (ties: ``a``'s entries first)."""
         xp = _xp(a)

@@ -206,9 +206,22 @@ class LogDomain(Semiring):
         """0 everywhere (= log 1)."""
         return xp.zeros(shape, dtype=dtype)
 
+    edge_key = "logabs"
+
     def lift(self, w: Array) -> Array:
         """log|w| (−∞ for w = 0)."""
         return log_abs(w)
+
+    def prepare_edge(self, w: Array) -> Array:
+        """log|w| (−∞ for w = 0), in w's dtype."""
+        return log_abs(w)
+
+    def edge_prepared(self, a: Array, src: Array | None, P: Array) -> tuple[Array, Array | None]:
+        """a + P with P = log|w|; every entry keeps its src."""
+        out = a + P.astype(a.dtype, copy=False)
+        if src is not None and src.shape != out.shape:
+            src = _xp(a).broadcast_to(src, out.shape)
+        return out, src
 
     def times(self, a: Array, b: Array) -> Array:
         """a + b."""
