@@ -114,6 +114,36 @@ def kernel_throughput(shapes: list[tuple[int, int, int]], reps: int) -> list[str
     return lines
 
 
+def _busy_seconds() -> float | None:
+    """CPU seconds all processes have used so far (Linux /proc/stat), or None elsewhere."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+class OtherLoad:
+    """Context manager: how many cores' worth of CPU *other* processes used while it was open.
+
+    The machine's busy time from /proc/stat minus this process's own CPU time, over the
+    wall time; ``cores`` stays None where /proc/stat is missing.
+    """
+
+    def __enter__(self) -> OtherLoad:
+        self.cores: float | None = None
+        self._t, self._busy, self._own = time.perf_counter(), _busy_seconds(), sum(os.times()[:2])
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        busy = _busy_seconds()
+        if busy is not None and self._busy is not None:
+            other = (busy - self._busy) - (sum(os.times()[:2]) - self._own)
+            self.cores = max(0.0, other) / max(time.perf_counter() - self._t, 1e-9)
+
+
 def time_semirings(out: st.Tensor, emb: st.Tensor, rounds: int) -> dict[str, list[float]]:
     """Interleaved rounds: each round runs every semiring's backward once (after one warm-up each)."""
     srs = semirings()
@@ -190,11 +220,16 @@ def main(argv: list[str] | None = None) -> int:
 
     out, emb = build(layers, 384, 12, 1536, 32)
     print(f"\nmodel: {layers}-layer encoder, hidden 384, 12 heads, FFN 1536, seq 32, batch 1, float32")
-    ts = time_semirings(out, emb, rounds)
+    with OtherLoad() as other:
+        ts = time_semirings(out, emb, rounds)
     real = statistics.median(ts["Real"])
     # Another process on a 2-core machine stalls multi-threaded BLAS (a thread waits for its
     # descheduled partner), inflating Real many times over and every ratio with it.
-    busy = os.getloadavg()[0] > (os.cpu_count() or 1) + 0.5 and args.threads != 1
+    if other.cores is None:
+        busy = os.getloadavg()[0] > (os.cpu_count() or 1) + 0.5 and args.threads != 1
+    else:
+        busy = other.cores > 0.25
+        print(f"other processes used {other.cores:.2f} cores during the timing")
     print(f"backward st.grad(out, [embeddings]): medians of {rounds} interleaved rounds")
     print(f"  {'semiring':<11} {'median ms':>10} {'/ Real':>8} {'target':>8}")
     for n, v in ts.items():

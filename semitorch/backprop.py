@@ -206,13 +206,18 @@ def apply_structure(sr: Semiring, st: Any, a: Any, s: Any, xp: Any) -> tuple[Any
         if rows is not None:  # only the rows that carry a value: J for those rows only
             a2, s2 = a2[rows], None if s2 is None else s2[rows]
         if sr.fast_affine and st.affine is not None:  # structured J: a kernel that never builds it
+            logc = None
             if rows is None:
                 parts = st.memo.get("affine")
                 if parts is None:
                     parts = st.memo["affine"] = st.affine(None)
+                if sr.edge_key == "logabs":  # log|c|, shared by the log-space semirings
+                    logc = st.memo.get("logc")
+                    if logc is None:
+                        logc = st.memo["logc"] = sr.prepare_edge(parts[0])
             else:
                 parts = st.affine(rows)
-            r, rs = sr.affine_vecmat(a2, s2, *parts)
+            r, rs = sr.affine_vecmat(a2, s2, *parts, logc=logc)
         else:
             J = st.jac(rows) if rows is not None else st.jac().reshape(-1, n, n)  # (R, n_out, n_in)
             a3 = a2.reshape((a2.shape[0], 1, n) + v)

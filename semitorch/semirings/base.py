@@ -155,14 +155,15 @@ class Semiring:
         return P[..., cols]
 
     def affine_vecmat(
-        self, a: Array, src: Array | None, c: Array, D: Array, p: Array, u: Array, v: Array
+        self, a: Array, src: Array | None, c: Array, D: Array, p: Array, u: Array, v: Array, logc: Array | None = None
     ) -> tuple[Array, Array | None]:
         """out[r, k] = ⊕_j a[r, j] ⊗ lift(J[r, j, k]) for the structured rows J = c_j (D δ_jk + p + u_j v_k).
 
         ``a`` is (R, n) + vshape; c, u, v are (R, n) and D, p (R,) (see
         :class:`semitorch.ops.structures.RowJacobian`). This default builds the dense J
         and calls :meth:`vecmat`; semirings with ``fast_affine`` override it with a
-        kernel that never stores J.
+        kernel that never stores J. ``logc``: log|c| when the caller has it (log-space
+        semirings reuse it; it never changes a result).
         """
         xp = _xp(a)
         n = a.shape[1]

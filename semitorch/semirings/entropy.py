@@ -215,7 +215,7 @@ class Entropy(Semiring):
         return _clean(xp, Lo, Eo), None
 
     def affine_vecmat(
-        self, a: Array, src: Array | None, c: Array, D: Array, p: Array, u: Array, v: Array
+        self, a: Array, src: Array | None, c: Array, D: Array, p: Array, u: Array, v: Array, logc: Array | None = None
     ) -> tuple[Array, None]:
         """The entropy ⊕ over structured rows: S = Σ g|q|, T₁ = Σ g(E − log|c|)|q|, T₂ = Σ g|q| log|q|.
 
@@ -224,9 +224,10 @@ class Entropy(Semiring):
         """
         xp = _xp(a)
         L, E = a[..., 0], a[..., 1]
-        g, M = affine_weights(L, c)
+        lc = log_abs(c, a.dtype, a) if logc is None else logc.astype(a.dtype, copy=False)
+        g, M = affine_weights(L, c, lc)
         with _Quiet(xp):
-            h = xp.where(g > 0, g * (E - log_abs(c, a.dtype, a)), 0).astype(a.dtype, copy=False)
+            h = xp.where(g > 0, g * (E - lc), 0).astype(a.dtype, copy=False)
         S, T2 = kernels.affine_entropy(g, u, v, p, D)
         T1 = kernels.affine_sum(h, u, v, p, D)
         Lo = kernels.log_shift(S, M)

@@ -174,7 +174,7 @@ class KBest(Semiring):
         return val, gather_src(src, arg, self.k)
 
     def affine_vecmat(
-        self, a: Array, src: Array | None, c: Array, D: Array, p: Array, u: Array, v: Array
+        self, a: Array, src: Array | None, c: Array, D: Array, p: Array, u: Array, v: Array, logc: Array | None = None
     ) -> tuple[Array, Array | None]:
         """The k best over (j, rank) of a[j, q] + log|c_j q_jk| by :func:`semitorch.kernels.affine_kbest`.
 
@@ -183,7 +183,8 @@ class KBest(Semiring):
         """
         xp = _xp(a)
         R = a.shape[0]
-        alpha = a + log_abs(c, a.dtype, a)[..., None]  # (R, n, K), still sorted along K
+        lc = log_abs(c, a.dtype, a) if logc is None else logc.astype(a.dtype, copy=False)
+        alpha = a + lc[..., None]  # (R, n, K), still sorted along K
         g, M = kernels.exp_shift(alpha.reshape(R, -1))
         V, arg = kernels.affine_kbest(g.reshape(alpha.shape), u, v, p, D)
         M = M[:, :, None]

@@ -138,9 +138,12 @@ def rescaled_matmul(a: Array, absW: Array) -> Array:
     return out
 
 
-def affine_weights(a: Array, c: Array) -> tuple[Array, Array]:
-    """Linear-scale weights g = exp(a + log|c| − M) ≥ 0 of log adjoints ``a`` (R, n), and the shift M (R, 1)."""
-    return kernels.exp_shift(a + log_abs(c, a.dtype, a))
+def affine_weights(a: Array, c: Array, logc: Array | None = None) -> tuple[Array, Array]:
+    """Linear-scale weights g = exp(a + log|c| − M) ≥ 0 of log adjoints ``a`` (R, n), and the shift M (R, 1).
+
+    ``logc`` is log|c| when already known."""
+    lc = log_abs(c, a.dtype, a) if logc is None else logc.astype(a.dtype, copy=False)
+    return kernels.exp_shift(a + lc)
 
 
 def dense_recheck(
@@ -285,13 +288,13 @@ class Log(LogDomain):
         return rescaled_matmul(a, P.astype(a.dtype, copy=False)), None
 
     def affine_vecmat(
-        self, a: Array, src: Array | None, c: Array, D: Array, p: Array, u: Array, v: Array
+        self, a: Array, src: Array | None, c: Array, D: Array, p: Array, u: Array, v: Array, logc: Array | None = None
     ) -> tuple[Array, None]:
         """logsumexp_j a_j + log|c_j q_jk| by :func:`semitorch.kernels.affine_sum` on rescaled weights.
 
         Rows whose results fall far below their max (where underflowed terms could
         matter, see :func:`recheck_limit`) are recomputed with the dense Jacobian.
         """
-        g, M = affine_weights(a, c)
+        g, M = affine_weights(a, c, logc)
         out, low = kernels.log_shift_low(kernels.affine_sum(g, u, v, p, D), M, recheck_limit(np.dtype(a.dtype)))
         return dense_recheck(self, out, None, M, a, None, c, D, p, u, v, low=low)[0], None

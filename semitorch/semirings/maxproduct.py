@@ -171,13 +171,13 @@ class MaxProduct(LogDomain):
         return val, gather_src(src, arg, 0)
 
     def affine_vecmat(
-        self, a: Array, src: Array | None, c: Array, D: Array, p: Array, u: Array, v: Array
+        self, a: Array, src: Array | None, c: Array, D: Array, p: Array, u: Array, v: Array, logc: Array | None = None
     ) -> tuple[Array, Array | None]:
         """max_j a_j + log|c_j q_jk| and its arg-max by :func:`semitorch.kernels.affine_max` on rescaled weights.
 
         Rows whose results fall far below their shift are recomputed with the dense Jacobian.
         """
-        g, M = affine_weights(a, c)
+        g, M = affine_weights(a, c, logc)
         V, arg = kernels.affine_max(g, u, v, p, D)
         out, low = kernels.log_shift_low(V, M, recheck_limit(np.dtype(a.dtype)))
         return dense_recheck(self, out, gather_src(src, arg, 0), M, a, src, c, D, p, u, v, low=low)
