@@ -469,15 +469,7 @@ def _affine_entropy_rows32(g, u, v, p, D, S, T, r0, r1):
                 mbits[k] = (b & 0x007FFFFF) | 0x3F800000
                 ex[k] = np.float32((b >> 23) - 127)
             for k in range(n):
-                m = mant[k]
-                e = ex[k]
-                big = m > _FSQRT2
-                m = m * _FHALF if big else m
-                e = e + _F1 if big else e
-                f = m - _F1
-                z = f / (_F2 + f)
-                z2 = z * z
-                lg = _F2 * z * (_F1 + z2 * (_FC3 + z2 * (_FC5 + z2 * (_FC7 + z2 * _FC9)))) + e * _FLN2
+                lg = _log_poly(mant[k], ex[k])  # log|q| (see the float32 exp/log section below)
                 w = gj * buf[k]
                 s[k] += w
                 t[k] += w * lg  # |q| = 0: w = 0 and lg finite, so 0·log 0 = 0
