@@ -369,3 +369,22 @@ def test_lifted_elementwise_weights_made_once_per_forward():
     out2, emb2 = _encoder(np.float32)
     st.grad(out2, [emb2], semiring=Counting())
     assert len(calls) > 0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("K", [1, 3, 5])
+def test_kbest_merge_equals_stable_sort(dtype, K):
+    """The k-best ⊕: a linear merge of two descending lists = a stable sort of their concatenation."""
+    rng = np.random.default_rng(K)
+    a = -np.sort(-rng.integers(-3, 3, (40, 6, K)).astype(dtype), axis=-1)  # small integers: many ties
+    b = -np.sort(-rng.integers(-3, 3, (40, 6, K)).astype(dtype), axis=-1)
+    a[a < -2] = -np.inf
+    b[b < -2] = -np.inf
+    sa, sb = rng.integers(0, 100, a.shape), rng.integers(0, 100, b.shape)
+    cand = np.concatenate([a, b], axis=-1)
+    order = np.argsort(-cand, axis=-1, kind="stable")[..., :K]
+    for mod in (numba_cpu, kernels, reference):
+        val, src = mod.kbest_merge(a, sa, b, sb)
+        np.testing.assert_array_equal(val, np.take_along_axis(cand, order, axis=-1))
+        np.testing.assert_array_equal(src, np.take_along_axis(np.concatenate([sa, sb], axis=-1), order, axis=-1))
+        assert mod.kbest_merge(a, None, b, None)[1] is None

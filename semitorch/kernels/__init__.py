@@ -43,6 +43,7 @@ __all__ = [
     "affine_sum",
     "exp_shift",
     "gather_last",
+    "kbest_merge",
     "log_shift",
     "log_shift_low",
     "logaddexp",
@@ -203,6 +204,26 @@ def gather_last(src: Array, arg: Array) -> Array:
         if fast is not None:
             return fast.gather_last(src, arg)
     return reference.gather_last(src, arg)
+
+
+def kbest_merge(a: Array, sa: Array | None, b: Array, sb: Array | None) -> tuple[Array, Array | None]:
+    """The K best of two descending K-lists (last axis), ties to ``a``: the k-best semiring's ⊕ with backpointers.
+
+    numba for numpy float32/float64 of one shape (a linear merge), else concatenate and a stable sort.
+    """
+    if (
+        isinstance(a, np.ndarray)
+        and isinstance(b, np.ndarray)
+        and a.shape == b.shape
+        and a.dtype == b.dtype
+        and a.dtype in (np.float32, np.float64)
+        and a.ndim
+        and a.size
+    ):
+        fast = _numba()
+        if fast is not None:
+            return fast.kbest_merge(a, sa, b, sb)
+    return reference.kbest_merge(a, sa, b, sb)
 
 
 def log_shift(s: Array, m: Array) -> Array:

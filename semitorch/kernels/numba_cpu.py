@@ -777,6 +777,39 @@ def gather_last(src: Array, arg: Array) -> Array:
     return out.reshape(arg.shape)
 
 
+@njit(cache=True, nogil=True)
+def _merge_rows(a, sa, b, sb, out, so):
+    N, K = a.shape
+    for r in range(N):
+        i = 0
+        j = 0
+        for t in range(K):
+            if j >= K or (i < K and a[r, i] >= b[r, j]):  # ties: a's entry first
+                out[r, t] = a[r, i]
+                so[r, t] = sa[r, i]
+                i += 1
+            else:
+                out[r, t] = b[r, j]
+                so[r, t] = sb[r, j]
+                j += 1
+
+
+def kbest_merge(a: Array, sa: Array | None, b: Array, sb: Array | None) -> tuple[Array, Array | None]:
+    """Numba twin of :func:`semitorch.kernels.reference.kbest_merge`."""
+    shape = np.broadcast_shapes(a.shape, b.shape)
+    K = shape[-1]
+    a2 = np.ascontiguousarray(np.broadcast_to(a, shape)).reshape(-1, K)
+    b2 = np.ascontiguousarray(np.broadcast_to(b, shape)).reshape(-1, K)
+    keep = sa is not None and sb is not None
+    zero = np.zeros(a2.shape, dtype=np.int64)
+    s_a = np.ascontiguousarray(np.broadcast_to(sa, shape)).reshape(-1, K) if keep else zero
+    s_b = np.ascontiguousarray(np.broadcast_to(sb, shape)).reshape(-1, K) if keep else zero
+    out = np.empty_like(a2)
+    so = np.empty(a2.shape, dtype=np.int64)
+    _merge_rows(a2, s_a, b2, s_b, out, so)
+    return out.reshape(shape), (so.reshape(shape) if keep else None)
+
+
 def exp_shift(a: Array) -> tuple[Array, Array]:
     """Numba twin of :func:`semitorch.kernels.reference.exp_shift` (float32)."""
     a2 = np.ascontiguousarray(a.reshape(-1, a.shape[-1]))

@@ -330,3 +330,19 @@ def gather_last(src: Array, arg: Array) -> Array:
     """``src[..., arg[..., i]]`` along the last axis (leading axes of ``src`` broadcast to ``arg``'s)."""
     xp = xp_of(arg)
     return xp.take_along_axis(xp.broadcast_to(src, arg.shape[:-1] + src.shape[-1:]), arg, axis=-1)
+
+
+def kbest_merge(a: Array, sa: Array | None, b: Array, sb: Array | None) -> tuple[Array, Array | None]:
+    """The K largest of two descending K-lists (last axis), descending; ties take ``a``'s entries first.
+
+    Backpointers ``sa`` / ``sb`` travel with their values (None: none kept).
+    """
+    xp = xp_of(a)
+    cand = xp.concatenate(xp.broadcast_arrays(a, b), axis=-1)
+    K = a.shape[-1]
+    order = xp.argsort(-cand, axis=-1, kind="stable")[..., :K]
+    val = xp.take_along_axis(cand, order, axis=-1)
+    if sa is None or sb is None:
+        return val, None
+    s = xp.concatenate(xp.broadcast_arrays(sa, sb), axis=-1)
+    return val, xp.take_along_axis(xp.broadcast_to(s, cand.shape), order, axis=-1)

@@ -118,11 +118,8 @@ class KBest(Semiring):
         return out, src
 
     def accumulate(self, a: Array, sa: Array | None, b: Array, sb: Array | None) -> tuple[Array, Array | None]:
-        """Merge two lists (ties: ``a``'s entries first)."""
-        xp = _xp(a)
-        cand = xp.concatenate([a, b], axis=-1)
-        src = None if sa is None or sb is None else xp.concatenate([sa, sb], axis=-1)
-        return _top(cand, self.k, src)
+        """Merge two lists (ties: ``a``'s entries first) by :func:`semitorch.kernels.kbest_merge`."""
+        return kernels.kbest_merge(a, sa, b, sb)
 
     def reduce(self, a: Array, src: Array | None, axes: tuple[int, ...], keepdims: bool) -> tuple[Array, Array | None]:
         """Top k over (element along ``axes``, rank); ties: lowest element, then rank."""
