@@ -171,6 +171,7 @@ def apply_structure(sr: Semiring, st: Any, a: Any, s: Any, xp: Any) -> tuple[Any
                 s = None if s is None else _move(s, nd - 2, 0).reshape(a.shape)
 
                 def folded(W: Any = W) -> Any:
+                    """W with the batch folded into its contraction axis, as ``a`` was."""
                     Wb = xp.broadcast_to(W, st.adj_view[:-2] + W.shape[-2:])
                     return _move(Wb, nd - 2, 0).reshape(W.shape[-2], -1)
 
