@@ -359,7 +359,7 @@ def _signed_par(a, wT, ia, iw, val, arg, nchunks, neg, pos):
 # q[r, j, k] = D[r]·[j = k] + p[r] + u[r, j]·v[r, k] (see reference.affine_q). For each row
 # the j loop is outer and the k loop inner and contiguous, so that every inner loop is
 # a vectorisable elementwise update of the running (sum) or (max, arg) per k; the
-# diagonal j = k is handled on its own between the two halves of the k range.
+# diagonal enters the same loop through an array that holds D at k = j and 0 elsewhere.
 
 
 @njit(cache=True, nogil=True)
