@@ -129,12 +129,7 @@ class Entropy(Semiring):
     # ---- backprop ---------------------------------------------------------------------------
     def edge(self, a: Array, src: Array | None, w: Array | None) -> tuple[Array, None]:
         """⟨L + log|w|, E − log|w|⟩ (w = 0: no edge)."""
-        if w is None:
-            return a, None
-        xp = _xp(a)
-        lw = log_abs(w, a.dtype, a)
-        L = a[..., 0] + lw
-        return _clean(xp, L, a[..., 1] - lw), None
+        return (a, None) if w is None else self.edge_prepared(a, src, log_abs(w, a.dtype, a))
 
     edge_key = "logabs"
 

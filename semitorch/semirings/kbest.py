@@ -97,12 +97,7 @@ class KBest(Semiring):
     # ---- backprop, with one backpointer per rank --------------------------------------
     def edge(self, a: Array, src: Array | None, w: Array | None) -> tuple[Array, Array | None]:
         """Add log|w| to every rank (order is kept, so are the srcs)."""
-        if w is None:
-            return a, src
-        out = a + log_abs(w, a.dtype, a)[..., None]
-        if src is not None and src.shape != out.shape:
-            src = _xp(a).broadcast_to(src, out.shape)
-        return out, src
+        return (a, src) if w is None else self.edge_prepared(a, src, log_abs(w, a.dtype, a))
 
     edge_key = "logabs"
 

@@ -219,6 +219,10 @@ class LogDomain(Semiring):
         """log|w| (−∞ for w = 0), in w's dtype."""
         return log_abs(w)
 
+    def edge(self, a: Array, src: Array | None, w: Array | None) -> tuple[Array, Array | None]:
+        """a + log|w|; every entry keeps its src (``w`` may be a Python scalar)."""
+        return (a, src) if w is None else self.edge_prepared(a, src, log_abs(w, a.dtype, a))
+
     def edge_prepared(self, a: Array, src: Array | None, P: Array) -> tuple[Array, Array | None]:
         """a + P with P = log|w|; every entry keeps its src."""
         out = a + P.astype(a.dtype, copy=False)
@@ -260,12 +264,6 @@ class Log(LogDomain):
         if not axes:
             return a
         return logsumexp(a, tuple(axes), keepdims)
-
-    def edge(self, a: Array, src: Array | None, w: Array | None) -> tuple[Array, None]:
-        """a + log|w|."""
-        if w is None:
-            return a, None
-        return a + log_abs(w, a.dtype, a), None
 
     def accumulate(self, a: Array, sa: Array | None, b: Array, sb: Array | None) -> tuple[Array, None]:
         """logaddexp of the two contributions."""

@@ -133,15 +133,6 @@ class MaxProduct(LogDomain):
         return a if self.log else exp64(a)
 
     # ---- backprop, with backpointers ----------------------------------------------------
-    def edge(self, a: Array, src: Array | None, w: Array | None) -> tuple[Array, Array | None]:
-        """a + log|w|; every entry keeps its src."""
-        if w is None:
-            return a, src
-        out = a + log_abs(w, a.dtype, a)
-        if src is not None and src.shape != out.shape:
-            src = _xp(a).broadcast_to(src, out.shape)
-        return out, src
-
     def accumulate(self, a: Array, sa: Array | None, b: Array, sb: Array | None) -> tuple[Array, Array | None]:
         """max of the two; ties keep the first (``a``)."""
         xp = _xp(a)
