@@ -58,7 +58,10 @@ def rows(draw, dtype=np.float64):
 
     g = np.abs(arr((R, n)))
     g[g < 0.5] = 0  # rows without a value
-    return g, arr((R, n)), arr((R, n)), arr((R,)), arr((R,))
+    u, v = arr((R, n)), arr((R, n))
+    if draw(hst.booleans()):  # u = −v, as layer_norm's: the kernels' symmetric paths
+        u = -v
+    return g, u, v, arr((R,)), arr((R,))
 
 
 @pytest.mark.parametrize("mod", MODULES, ids=lambda m: m.__name__.split(".")[-1])
@@ -108,14 +111,17 @@ def test_affine_kbest_equals_oracle(mod, case, K, cut):
     np.testing.assert_array_equal(arg, A)
 
 
+@pytest.mark.parametrize("sym", [False, True], ids=["general", "symmetric"])
 @pytest.mark.parametrize("n", [5, 64, 384])
-def test_float32_kernels_close_to_float64_oracle(n):
+def test_float32_kernels_close_to_float64_oracle(n, sym):
     """float32 inputs (the numba kernel's inline vectorised log included) against the float64 reference."""
     rng = np.random.default_rng(n)
     R = 6
     g = rng.random((R, n)).astype(np.float32)
     g[0, ::3] = 0
     u, v = rng.standard_normal((2, R, n)).astype(np.float32)
+    if sym:  # layer_norm's u = −x̂, v = x̂
+        u = -v
     p = np.full(R, -1, np.float32)
     D = np.full(R, n, np.float32)
     ref64 = [x.astype(np.float64) for x in (g, u, v, p, D)]

@@ -499,6 +499,120 @@ def _affine_entropy_rows64(g, u, v, p, D, S, T, r0, r1):
                     t[k] += w * np.log(q)
 
 
+# When u = −v (layer_norm: u = −x̂, v = x̂) the off-diagonal q_jk = p − v_j·v_k is symmetric,
+# with the same rounding either way round, so each pair j < k needs one log: its |q| and
+# φ = |q|·log|q| go to S[k], T[k] with weight g_j and to S[j], T[j] with weight g_k.
+
+
+@njit(cache=True, nogil=True, fastmath={"reassoc"})
+def _dot_tail(a, b, lo, n):
+    # Σ_{k ≥ lo} a[k]·b[k]: reassociation lets LLVM vectorise the reduction
+    acc = a.dtype.type(0)
+    for k in range(lo, n):
+        acc += a[k] * b[k]
+    return acc
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _sym_tail32(pr, uj, gj, vs, gs, ss, ts, buf, mbits, ex, phi, m, off):
+    # One j of the symmetric kernel on a slice that starts at a multiple of 32 at or below j
+    # (vectorised loops from 0 with no scalar remainder: a loop starting at j ran 2x slower).
+    # Positions below ``off`` (k ≤ j) get |q| = φ = 0. Adds g_j·|q_k| to ss and g_j·φ_k to ts;
+    # returns (Σ_k g_k·|q_k|, Σ_k g_k·φ_k).
+    bits = buf.view(np.int32)
+    mant = mbits.view(np.float32)
+    for k in range(m):
+        buf[k] = abs(pr + uj * vs[k])
+    for k in range(m):
+        b = bits[k]
+        mbits[k] = (b & 0x007FFFFF) | 0x3F800000
+        ex[k] = np.float32((b >> 23) - 127)
+    for k in range(m):
+        phi[k] = buf[k] * _log_poly(mant[k], ex[k])  # |q| = 0: 0·(finite) = 0
+    for k in range(off):
+        phi[k] = 0
+        buf[k] = 0
+    for k in range(m):
+        ss[k] += gj * buf[k]
+        ts[k] += gj * phi[k]
+    return _dot_tail(gs, buf, 0, m), _dot_tail(gs, phi, 0, m)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _affine_entropy_sym32(g, v, p, D, S, T, r0, r1):
+    n = g.shape[1]
+    npad = (n + 31) // 32 * 32  # rows copied into zero-padded buffers (g = 0 there: no weight)
+    buf = np.zeros(npad, dtype=np.float32)
+    mbits = np.empty(npad, dtype=np.int32)
+    ex = np.empty(npad, dtype=np.float32)
+    phi = np.empty(npad, dtype=np.float32)
+    vp = np.zeros(npad, dtype=np.float32)
+    gp = np.zeros(npad, dtype=np.float32)
+    sp = np.zeros(npad, dtype=np.float32)
+    tp = np.zeros(npad, dtype=np.float32)
+    for r in range(r0, r1):
+        pr = p[r]
+        for k in range(n):
+            vp[k] = v[r, k]
+            gp[k] = g[r, k]
+        for k in range(npad):
+            sp[k] = 0
+            tp[k] = 0
+        for j in range(n):
+            j0 = j & ~31
+            uj = -vp[j]
+            gj = gp[j]
+            ds, dt = _sym_tail32(
+                pr, uj, gj, vp[j0:], gp[j0:], sp[j0:], tp[j0:], buf, mbits, ex, phi, npad - j0, j + 1 - j0
+            )
+            q = abs((pr + D[r]) + uj * vp[j])  # the diagonal
+            sp[j] += ds + gj * q
+            tp[j] += dt
+            if q > 0:
+                tp[j] += gj * (q * np.log(q))
+        for k in range(n):
+            S[r, k] = sp[k]
+            T[r, k] = tp[k]
+
+
+@njit(cache=True, nogil=True)
+def _affine_entropy_sym64(g, v, p, D, S, T, r0, r1):
+    n = g.shape[1]
+    qa = np.empty(n, dtype=np.float64)
+    phi = np.empty(n, dtype=np.float64)
+    for r in range(r0, r1):
+        s = S[r]
+        t = T[r]
+        vr = v[r]
+        gr = g[r]
+        pr = p[r]
+        for k in range(n):
+            s[k] = 0
+            t[k] = 0
+        for j in range(n):
+            gj = gr[j]
+            uj = -vr[j]
+            for k in range(j, n):
+                q = abs(pr + uj * vr[k]) if k != j else abs((pr + D[r]) + uj * vr[j])
+                qa[k] = q
+                phi[k] = q * np.log(q) if q > 0 else 0.0
+            for k in range(j + 1, n):
+                s[k] += gj * qa[k]
+                t[k] += gj * phi[k]
+            s[j] += gj * qa[j] + _dot_tail(gr, qa, j + 1, n)
+            t[j] += gj * phi[j] + _dot_tail(gr, phi, j + 1, n)
+
+
+@njit(cache=True, parallel=True)
+def _affine_entropy_sym_par(g, v, p, D, S, T, nchunks):
+    R = g.shape[0]
+    for c in prange(nchunks):
+        if g.dtype == np.float32:
+            _affine_entropy_sym32(g, v, p, D, S, T, c * R // nchunks, (c + 1) * R // nchunks)
+        else:
+            _affine_entropy_sym64(g, v, p, D, S, T, c * R // nchunks, (c + 1) * R // nchunks)
+
+
 @njit(cache=True, parallel=True)
 def _affine_entropy_par32(g, u, v, p, D, S, T, nchunks):
     R = g.shape[0]
@@ -879,10 +993,17 @@ def affine_max(g: Array, u: Array, v: Array, p: Array, D: Array) -> tuple[Array,
 def affine_entropy(g: Array, u: Array, v: Array, p: Array, D: Array) -> tuple[Array, Array]:
     """Numba twin of :func:`semitorch.kernels.reference.affine_entropy` (float32: an inline vectorised log)."""
     g, u, v, p, D = _affine_args(g, u, v, p, D)
-    S = np.empty_like(g)
     T = np.empty_like(g)
     nch = _nchunks(g.shape[0], g.size * g.shape[1] * 4)
     f32 = g.dtype == np.float32
+    S = np.empty_like(g)
+    if np.array_equal(u, -v):  # symmetric q (layer_norm): one log per pair j < k
+        nch = _nchunks(g.shape[0], g.size * g.shape[1] * 2)
+        if nch:
+            _affine_entropy_sym_par(g, v, p, D, S, T, nch)
+        else:
+            (_affine_entropy_sym32 if f32 else _affine_entropy_sym64)(g, v, p, D, S, T, 0, g.shape[0])
+        return S, T
     if nch:
         (_affine_entropy_par32 if f32 else _affine_entropy_par64)(g, u, v, p, D, S, T, nch)
     else:
