@@ -24,7 +24,26 @@ from semitorch.paths import read_path
 from semitorch.semirings import Entropy, KBest, Log, MaxProduct
 from semitorch.semirings.base import Semiring
 
-MODULES = [reference, numba_cpu, kernels]
+class _NumbaParallel:
+    """numba_cpu forced onto its prange drivers (every call split over threads, however small)."""
+
+    __name__ = "numba_parallel"
+
+    def __getattr__(self, name):
+        fn = getattr(numba_cpu, name)
+
+        def call(*args):
+            saved = numba_cpu.PARALLEL_MIN_WORK
+            numba_cpu.PARALLEL_MIN_WORK = 0
+            try:
+                return fn(*args)
+            finally:
+                numba_cpu.PARALLEL_MIN_WORK = saved
+
+        return call
+
+
+MODULES = [reference, numba_cpu, _NumbaParallel(), kernels]
 
 
 def oracle(g, u, v, p, D):

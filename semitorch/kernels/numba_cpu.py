@@ -604,13 +604,17 @@ def _affine_entropy_sym64(g, v, p, D, S, T, r0, r1):
 
 
 @njit(cache=True, parallel=True)
-def _affine_entropy_sym_par(g, v, p, D, S, T, nchunks):
+def _affine_entropy_sym_par32(g, v, p, D, S, T, nchunks):
     R = g.shape[0]
     for c in prange(nchunks):
-        if g.dtype == np.float32:
-            _affine_entropy_sym32(g, v, p, D, S, T, c * R // nchunks, (c + 1) * R // nchunks)
-        else:
-            _affine_entropy_sym64(g, v, p, D, S, T, c * R // nchunks, (c + 1) * R // nchunks)
+        _affine_entropy_sym32(g, v, p, D, S, T, c * R // nchunks, (c + 1) * R // nchunks)
+
+
+@njit(cache=True, parallel=True)
+def _affine_entropy_sym_par64(g, v, p, D, S, T, nchunks):
+    R = g.shape[0]
+    for c in prange(nchunks):
+        _affine_entropy_sym64(g, v, p, D, S, T, c * R // nchunks, (c + 1) * R // nchunks)
 
 
 @njit(cache=True, parallel=True)
@@ -1000,7 +1004,7 @@ def affine_entropy(g: Array, u: Array, v: Array, p: Array, D: Array) -> tuple[Ar
     if np.array_equal(u, -v):  # symmetric q (layer_norm): one log per pair j < k
         nch = _nchunks(g.shape[0], g.size * g.shape[1] * 2)
         if nch:
-            _affine_entropy_sym_par(g, v, p, D, S, T, nch)
+            (_affine_entropy_sym_par32 if f32 else _affine_entropy_sym_par64)(g, v, p, D, S, T, nch)
         else:
             (_affine_entropy_sym32 if f32 else _affine_entropy_sym64)(g, v, p, D, S, T, 0, g.shape[0])
         return S, T
@@ -1105,6 +1109,7 @@ def warmup() -> None:
                 affine_sum(a, a, a, a[0], a[0])
                 affine_max(a, a, a, a[0], a[0])
                 affine_entropy(a, a, a, a[0], a[0])
+                affine_entropy(a, a + 1, a + 1, a[0], a[0])  # u ≠ −v: the general kernel
                 affine_kbest(ak, a, a, a[0], a[0])
             if dt == np.float32:
                 exp_shift(a)
