@@ -24,6 +24,7 @@ from semitorch.paths import read_path
 from semitorch.semirings import Entropy, KBest, Log, MaxProduct
 from semitorch.semirings.base import Semiring
 
+
 class _NumbaParallel:
     """numba_cpu forced onto its prange drivers (every call split over threads, however small)."""
 
