@@ -414,3 +414,19 @@ def test_kbest_merge_equals_stable_sort(dtype, K):
         np.testing.assert_array_equal(val, np.take_along_axis(cand, order, axis=-1))
         np.testing.assert_array_equal(src, np.take_along_axis(np.concatenate([sa, sb], axis=-1), order, axis=-1))
         assert mod.kbest_merge(a, None, b, None)[1] is None
+
+
+@pytest.mark.parametrize("sr", [Log(), MaxProduct(), KBest(3), Entropy()], ids=repr)
+def test_live_rows_agree_with_the_generic_check(sr):
+    """The log-space semirings' fast row check (a max per row) equals the generic ``!= 0̄`` test, NaN included."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((6, 4) + sr.vshape).astype(np.float32)
+    z = sr.zeros(np, (4,), np.float32)
+    a[1] = z  # no path in the row
+    a[3, :2] = z[:2]  # some entries without a path
+    a[4] = z
+    a[4, 2, ...] = np.nan  # a NaN row counts as held, as `!=` says
+    want = Semiring.nonzero_rows(sr, a)
+    np.testing.assert_array_equal(want, [True, False, True, True, True, True])
+    np.testing.assert_array_equal(sr.nonzero_rows(a), want)
+    np.testing.assert_array_equal(sr.nonzero_rows(a[:, :0]), np.zeros(6, bool))  # empty rows

@@ -13,6 +13,7 @@ from .log import (
     finite_or_zero,
     flagged_rows,
     keep_shape,
+    live_rows,
     log_abs,
     logsumexp,
     move_last,
@@ -63,6 +64,10 @@ class Entropy(Semiring):
 
     def __repr__(self) -> str:
         return f"Entropy(readout={self.read!r})"
+
+    def nonzero_rows(self, a: Array) -> Array:
+        """Rows holding a path: L = log Z above −∞ (:func:`~.log.live_rows`)."""
+        return live_rows(a[..., 0])
 
     def zeros(self, xp: Any, shape: tuple[int, ...], dtype: Any) -> Array:
         """⟨−∞, 0⟩: no path."""

@@ -9,7 +9,7 @@ import numpy as np
 
 from .. import kernels
 from .base import Array, Semiring, _xp, register_semiring
-from .log import _Quiet, dense_recheck, keep_shape, log_abs, move_last
+from .log import _Quiet, dense_recheck, keep_shape, live_rows, log_abs, move_last
 from .maxproduct import exp64, gather_src, logabs_t
 
 
@@ -56,6 +56,10 @@ class KBest(Semiring):
 
     def __repr__(self) -> str:
         return f"KBest(k={self.k}, log={self.log})"
+
+    def nonzero_rows(self, a: Array) -> Array:
+        """Rows holding a path: a list whose best (first) entry is above −∞ (:func:`~.log.live_rows`)."""
+        return live_rows(a[..., 0])
 
     def zeros(self, xp: Any, shape: tuple[int, ...], dtype: Any) -> Array:
         """[−∞, …, −∞] (no path)."""
