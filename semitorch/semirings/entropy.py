@@ -201,10 +201,13 @@ class Entropy(Semiring):
         ST = xp.matmul(Pm, xp.swapaxes(AB, -1, -2))
         S, T2 = ST[..., :k], ST[..., k:]
         T1 = xp.matmul(Pm * E, xp.swapaxes(A, -1, -2))
-        Lo = kernels.log_shift(xp.ascontiguousarray(S), m)
+        limit = recheck_limit(a.dtype)
+        Lo, low = kernels.log_shift_low(xp.ascontiguousarray(S), m, limit)
         with _Quiet(xp):
             Eo = (T1 - T2) / S
-            flag = (Lo < m - recheck_limit(a.dtype)) & xp.isfinite(L.max(axis=-1, keepdims=True))
+            if not low:  # nothing fell far below its row's max: no recheck (the common case)
+                return _clean(xp, Lo, Eo), None
+            flag = (Lo < m - limit) & xp.isfinite(L.max(axis=-1, keepdims=True))
             if bool(flag.any()):  # every term far below the row max: recompute these outputs exactly
                 idx, ar, wr = flagged_rows(a, A, flag)
                 lw = xp.log(wr)
