@@ -997,12 +997,12 @@ def affine_max(g: Array, u: Array, v: Array, p: Array, D: Array) -> tuple[Array,
 def affine_entropy(g: Array, u: Array, v: Array, p: Array, D: Array) -> tuple[Array, Array]:
     """Numba twin of :func:`semitorch.kernels.reference.affine_entropy` (float32: an inline vectorised log)."""
     g, u, v, p, D = _affine_args(g, u, v, p, D)
-    T = np.empty_like(g)
-    nch = _nchunks(g.shape[0], g.size * g.shape[1] * 4)
-    f32 = g.dtype == np.float32
     S = np.empty_like(g)
-    if np.array_equal(u, -v):  # symmetric q (layer_norm): one log per pair j < k
-        nch = _nchunks(g.shape[0], g.size * g.shape[1] * 2)
+    T = np.empty_like(g)
+    f32 = g.dtype == np.float32
+    sym = bool(np.array_equal(u, -v))  # symmetric q (layer_norm): one log per pair j < k
+    nch = _nchunks(g.shape[0], g.size * g.shape[1] * (2 if sym else 4))
+    if sym:
         if nch:
             (_affine_entropy_sym_par32 if f32 else _affine_entropy_sym_par64)(g, v, p, D, S, T, nch)
         else:
