@@ -303,9 +303,15 @@ def _ulps(got: np.ndarray, want: np.ndarray) -> float:
     return float((np.abs(got[fin] - want[fin]) / sp).max()) if fin.any() else 0.0
 
 
-def test_exp_shift_float32_within_two_ulps_and_flushes():
+# rows longer than the kernels' chunk, and short rows (attention heads) that go through the
+# whole-rows-per-chunk path, up to its limit of half a chunk and down to one entry
+ROW_SHAPES = [(40, 2100), (300, 32), (50, 512), (3, 513), (37, 7), (9, 1)]
+
+
+@pytest.mark.parametrize("shape", ROW_SHAPES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_exp_shift_float32_within_two_ulps_and_flushes(shape):
     rng = np.random.default_rng(0)
-    a = (rng.standard_normal((40, 2100)) * 30).astype(np.float32)  # rows longer than the kernels' chunk
+    a = (rng.standard_normal(shape) * 30).astype(np.float32)
     a[0, :5] = -np.inf
     a[1] = -np.inf  # a row without any path: shift 0, all zeros
     p, m = numba_cpu.exp_shift(a)
@@ -318,13 +324,20 @@ def test_exp_shift_float32_within_two_ulps_and_flushes():
     assert p[1].max() == 0 and (p[2:].max(axis=-1) == 1).all()
 
 
-def test_log_shift_float32_close_to_float64():
+@pytest.mark.parametrize("shape", ROW_SHAPES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_log_shift_float32_close_to_float64(shape):
     rng = np.random.default_rng(1)
-    s = (np.abs(rng.standard_normal((8, 1500))) * np.exp(rng.uniform(-100, 85, (8, 1500)))).astype(np.float32)
+    s = (np.abs(rng.standard_normal(shape)) * np.exp(rng.uniform(-100, 85, shape))).astype(np.float32)
     s[0, :3] = 0  # no path: −inf
     s[1, :3] = np.float32(1e-42)  # subnormal
-    m = (rng.standard_normal((8, 1)) * 10).astype(np.float32)
+    m = (rng.standard_normal((shape[0], 1)) * 10).astype(np.float32)
     got = numba_cpu.log_shift(s, m)
+    for limit in (5.0, 200.0):  # the flag: some result more than ``limit`` below its row's shift
+        out, low = numba_cpu.log_shift_low(s, m, limit)
+        np.testing.assert_array_equal(out, got)
+        with np.errstate(divide="ignore"):
+            assert low == bool((reference.log_shift(s.astype(np.float64), m) < m - limit).any())
+    assert numba_cpu.log_shift_low(np.full(shape, 1.5, np.float32), m, 5.0)[1] is False  # nothing fell that far
     with np.errstate(divide="ignore", invalid="ignore"):  # log 0 = −inf, as wanted
         logs = np.log(s.astype(np.float64))
         want = logs + m

@@ -792,8 +792,38 @@ def _exp_into(x, out, nb, ib):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
+def _exp_shift32_short(a, p, m):
+    # as _exp_shift32, for rows of n ≤ _CHUNK: the shifted rows of a chunk of whole rows go
+    # into one buffer, so _exp_into runs one long loop instead of a short one per row
+    R, n = a.shape
+    rpc = _CHUNK // n
+    d = np.empty(rpc * n, dtype=np.float32)
+    nb = np.empty_like(d)
+    ib = np.empty(d.shape[0], dtype=np.int32)
+    pf = p.reshape(R * n)
+    for r0 in range(0, R, rpc):
+        r1 = min(R, r0 + rpc)
+        for r in range(r0, r1):
+            ar = a[r]
+            mx = _FNEGINF
+            for k in range(n):
+                mx = max(mx, ar[k])
+            if not np.isfinite(mx):
+                mx = _FZERO
+            m[r, 0] = mx
+            base = (r - r0) * n
+            for k in range(n):
+                d[base + k] = ar[k] - mx
+        w = (r1 - r0) * n
+        _exp_into(d[:w], pf[r0 * n : r0 * n + w], nb, ib)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def _exp_shift32(a, p, m):
     R, n = a.shape
+    if 0 < n <= _CHUNK // 2:  # short rows (attention heads): whole rows per chunk, long vector loops
+        _exp_shift32_short(a, p, m)
+        return
     d = np.empty(min(n, _CHUNK), dtype=np.float32)
     nb = np.empty_like(d)
     ib = np.empty(d.shape[0], dtype=np.int32)
@@ -833,9 +863,40 @@ def _log_into(x, mr, out, buf, mb, ex):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
+def _log_shift32_short(s, m, out, limit):
+    # as _log_shift32, for rows of n ≤ _CHUNK: logs of a chunk of whole rows in one long
+    # loop (shift 0), then each row's shift added (the same two roundings as _log_into's)
+    R, n = s.shape
+    rpc = _CHUNK // n
+    w = rpc * n
+    buf = np.empty(w, dtype=np.float32)
+    mb = np.empty(w, dtype=np.int32)
+    ex = np.empty(w, dtype=np.float32)
+    sf = s.reshape(R * n)
+    of = out.reshape(R * n)
+    low = False
+    for r0 in range(0, R, rpc):
+        r1 = min(R, r0 + rpc)
+        c0 = r0 * n
+        c1 = r1 * n
+        _log_into(sf[c0:c1], _FZERO, of[c0:c1], buf, mb, ex)
+        for r in range(r0, r1):
+            mr = m[r, 0]
+            floor = mr - limit
+            o = out[r]
+            for k in range(n):
+                y = o[k] + mr
+                o[k] = y
+                low |= y < floor
+    return low
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def _log_shift32(s, m, out, limit):
     # also returns whether any result fell more than ``limit`` below its row's shift
     R, n = s.shape
+    if 0 < n <= _CHUNK // 2:  # short rows (attention heads)
+        return _log_shift32_short(s, m, out, limit)
     w = min(n, _CHUNK)
     buf = np.empty(w, dtype=np.float32)
     mb = np.empty(w, dtype=np.int32)
