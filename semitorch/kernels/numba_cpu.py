@@ -364,23 +364,42 @@ def _signed_par(a, wT, ia, iw, val, arg, nchunks, neg, pos):
 
 @njit(cache=True, nogil=True)
 def _affine_sum_rows(g, u, v, p, D, S, r0, r1):
+    # Two j's per pass over s where both have g ≠ 0 (one load and store of s[k] for two terms,
+    # added in j order). The loop uses the off-diagonal q for every k; the diagonal entries
+    # are then redone from the sums saved before the loop, so every S[k] is the same
+    # left-to-right sum over j as a plain loop would form, bit for bit.
     n = g.shape[1]
-    dk = np.zeros(n, dtype=g.dtype)  # D at k = j, else 0: the diagonal inside the vectorised loop
     for r in range(r0, r1):
         s = S[r]
         vr = v[r]
         pr = p[r]
+        pd = pr + D[r]
         for k in range(n):
             s[k] = 0
-        for j in range(n):
+        j = 0
+        while j < n:
             gj = g[r, j]
             if gj == 0:
+                j += 1
                 continue
             uj = u[r, j]
-            dk[j] = D[r]
-            for k in range(n):
-                s[k] += gj * abs((pr + dk[k]) + uj * vr[k])
-            dk[j] = 0
+            if j + 1 < n and g[r, j + 1] != 0:
+                j1 = j + 1
+                gi = g[r, j1]
+                ui = u[r, j1]
+                sj = s[j]
+                si = s[j1]
+                for k in range(n):
+                    s[k] = (s[k] + gj * abs(pr + uj * vr[k])) + gi * abs(pr + ui * vr[k])
+                s[j] = (sj + gj * abs(pd + uj * vr[j])) + gi * abs(pr + ui * vr[j])
+                s[j1] = (si + gj * abs(pr + uj * vr[j1])) + gi * abs(pd + ui * vr[j1])
+                j += 2
+            else:
+                sj = s[j]
+                for k in range(n):
+                    s[k] += gj * abs(pr + uj * vr[k])
+                s[j] = sj + gj * abs(pd + uj * vr[j])
+                j += 1
 
 
 @njit(cache=True, parallel=True)
@@ -390,31 +409,70 @@ def _affine_sum_par(g, u, v, p, D, S, nchunks):
         _affine_sum_rows(g, u, v, p, D, S, c * R // nchunks, (c + 1) * R // nchunks)
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _max_step(y, jj, o, a):
+    """One candidate (value y, index jj) against the incumbent (o, a): strictly greater replaces."""
+    return (y, jj) if y > o else (o, a)
+
+
 @njit(cache=True, nogil=True)
 def _affine_max_rows(g, u, v, p, D, V, A, r0, r1):
+    # As _affine_sum_rows: two j's per pass where both have g ≠ 0, the off-diagonal q for
+    # every k, and the diagonal entries redone from the (max, arg) saved before the loop.
+    # Candidates meet each incumbent in j order and replace it only when strictly greater,
+    # so ties keep the lowest j.
     n = g.shape[1]
-    dk = np.zeros(n, dtype=g.dtype)
     arg = np.empty(n, dtype=np.int32)  # int32, so that the select below vectorises with the values
     for r in range(r0, r1):
         val = V[r]
         vr = v[r]
         pr = p[r]
+        pd = pr + D[r]
         for k in range(n):
             val[k] = 0
             arg[k] = 0
-        for j in range(n):
+        j = 0
+        while j < n:
             gj = g[r, j]
             if gj == 0:
+                j += 1
                 continue
             uj = u[r, j]
-            dk[j] = D[r]
-            jj = np.int32(j)
-            for k in range(n):  # strictly greater replaces: ties keep the lowest j
-                y = gj * abs((pr + dk[k]) + uj * vr[k])
-                o = val[k]
-                arg[k] = jj if y > o else arg[k]
-                val[k] = max(y, o)
-            dk[j] = 0
+            q0 = np.int32(j)
+            if j + 1 < n and g[r, j + 1] != 0:
+                j1 = j + 1
+                gi = g[r, j1]
+                ui = u[r, j1]
+                q1 = np.int32(j1)
+                oj, aj = val[j], arg[j]
+                oi, ai = val[j1], arg[j1]
+                for k in range(n):
+                    o = val[k]
+                    a = arg[k]
+                    y = gj * abs(pr + uj * vr[k])
+                    if y > o:
+                        o = y
+                        a = q0
+                    y = gi * abs(pr + ui * vr[k])
+                    if y > o:
+                        o = y
+                        a = q1
+                    val[k] = o
+                    arg[k] = a
+                oj, aj = _max_step(gj * abs(pd + uj * vr[j]), q0, oj, aj)
+                val[j], arg[j] = _max_step(gi * abs(pr + ui * vr[j]), q1, oj, aj)
+                oi, ai = _max_step(gj * abs(pr + uj * vr[j1]), q0, oi, ai)
+                val[j1], arg[j1] = _max_step(gi * abs(pd + ui * vr[j1]), q1, oi, ai)
+                j += 2
+            else:
+                oj, aj = val[j], arg[j]
+                for k in range(n):  # strictly greater replaces: ties keep the lowest j
+                    y = gj * abs(pr + uj * vr[k])
+                    o = val[k]
+                    arg[k] = q0 if y > o else arg[k]
+                    val[k] = max(y, o)
+                val[j], arg[j] = _max_step(gj * abs(pd + uj * vr[j]), q0, oj, aj)
+                j += 1
         for k in range(n):
             A[r, k] = arg[k]
 
