@@ -1007,7 +1007,7 @@ def _gather_rows(src, arg, out):
 def gather_last(src: Array, arg: Array) -> Array:
     """Numba twin of :func:`semitorch.kernels.reference.gather_last`."""
     lead = arg.shape[:-1]
-    s2 = np.broadcast_to(src, lead + src.shape[-1:]).reshape(-1, src.shape[-1])
+    s2 = (src if src.shape[:-1] == lead else np.broadcast_to(src, lead + src.shape[-1:])).reshape(-1, src.shape[-1])
     a2 = arg.reshape(-1, arg.shape[-1])
     out = np.empty(a2.shape, dtype=src.dtype)
     _gather_rows(s2, a2, out)
@@ -1064,7 +1064,8 @@ def log_shift(s: Array, m: Array) -> Array:
 def log_shift_low(s: Array, m: Array, limit: float) -> tuple[Array, bool]:
     """Numba twin of :func:`semitorch.kernels.reference.log_shift_low` (float32)."""
     s2 = np.ascontiguousarray(s.reshape(-1, s.shape[-1]))
-    m2 = np.ascontiguousarray(np.broadcast_to(m, s.shape[:-1] + (1,)).reshape(-1, 1))
+    mshape = s.shape[:-1] + (1,)
+    m2 = np.ascontiguousarray((m if m.shape == mshape else np.broadcast_to(m, mshape)).reshape(-1, 1))
     out = np.empty_like(s2)
     low = _log_shift32(s2, m2, out, np.float32(limit))
     return out.reshape(s.shape), bool(low)
@@ -1082,10 +1083,11 @@ def logaddexp(a: Array, b: Array) -> Array:
 def _affine_args(g: Array, u: Array, v: Array, p: Array, D: Array) -> tuple[Array, ...]:
     dt = g.dtype
     R, n = g.shape
-    return tuple(
-        np.ascontiguousarray(np.broadcast_to(np.asarray(x, dtype=dt), shp))
-        for x, shp in ((g, (R, n)), (u, (R, n)), (v, (R, n)), (p, (R,)), (D, (R,)))
-    )
+    out = []
+    for x, shp in ((g, (R, n)), (u, (R, n)), (v, (R, n)), (p, (R,)), (D, (R,))):
+        x = np.asarray(x, dtype=dt)
+        out.append(np.ascontiguousarray(x if x.shape == shp else np.broadcast_to(x, shp)))  # skip a no-op broadcast
+    return tuple(out)
 
 
 def affine_sum(g: Array, u: Array, v: Array, p: Array, D: Array) -> Array:

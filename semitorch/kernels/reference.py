@@ -77,8 +77,12 @@ def prepare(name: str, a: Array, w: Array, a_core: int) -> tuple[Array, Array, A
     a = _unbroadcast(a.reshape((1,) * (nb - len(ba)) + tuple(a.shape)), nb)
     w = _unbroadcast(w.reshape((1,) * (nb - len(bw)) + tuple(w.shape)), nb)
     pa, pw = tuple(a.shape[:nb]), tuple(w.shape[:nb])
-    ia = xp.broadcast_to(xp.arange(math.prod(pa), dtype=xp.int64).reshape(pa), batch).reshape(-1)
-    iw = xp.broadcast_to(xp.arange(math.prod(pw), dtype=xp.int64).reshape(pw), batch).reshape(-1)
+    ia, iw = (
+        xp.arange(math.prod(pb), dtype=xp.int64)
+        if pb == batch  # nothing broadcast along the batch: the identity map
+        else xp.broadcast_to(xp.arange(math.prod(pb), dtype=xp.int64).reshape(pb), batch).reshape(-1)
+        for pb in (pa, pw)
+    )
     a_flat = a.reshape((math.prod(pa),) + tuple(a.shape[nb:]))
     w_flat = w.reshape((math.prod(pw),) + tuple(w.shape[nb:]))
     return a_flat, w_flat, ia, iw, batch

@@ -41,7 +41,7 @@ def select_reduce(
     val = take_last(m, i).reshape(shape)
     if src is None:
         return val, None
-    s, _ = move_last(xp.broadcast_to(src, a.shape), axes, 0)
+    s, _ = move_last(src if src.shape == a.shape else xp.broadcast_to(src, a.shape), axes, 0)
     return val, take_last(s, i).reshape(shape)
 
 
