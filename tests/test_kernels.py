@@ -209,7 +209,7 @@ def test_signed(mode, case, chunk):
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_larger_shapes_match_reference(mode, dtype):
-    """Shapes past the k-tile (512), 7 rows (a group of four, then a pair and one), j not a multiple of 4, a batch of 3."""
+    """Shapes past the k-tile (512), 7 rows (a group of four, a pair, one), j not a multiple of 4, a batch of 3."""
     rng = np.random.default_rng(0)
     r, j, k = 7, 37, 1100
     a = np.round(rng.normal(size=(3, r, j)) * 2).astype(dtype)
