@@ -207,6 +207,22 @@ def test_signed(mode, case, chunk):
 
 
 @pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("seed", range(4))
+def test_kbest_floor_with_dense_ties(mode, seed):
+    """Many j's whose candidates crowd and tie at the top, around the floor the numba kernel starts from
+    (the K-th entry of the best rank-0 j's list): the K best still equal the enumerating reference."""
+    rng = np.random.default_rng(seed)
+    K = int(rng.integers(2, 6))
+    a = -np.sort(-rng.integers(-3, 1, size=(6, 40, K)).astype(np.float64), axis=-1)
+    a[0, :, 1:] = a[0, :, :1]  # every list flat: the floor equals the best candidate of its j
+    a[1, 5:, :] = NEG
+    w = rng.integers(-2, 1, size=(30, 40)).astype(np.float64)
+    w[:, ::7] = NEG
+    with forced(mode) as fast:
+        _same(fast.kbest_vecmat(a, w), reference.kbest_vecmat(a, w), np.dtype(np.float64))
+
+
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_larger_shapes_match_reference(mode, dtype):
     """Shapes past the k-tile (512), 7 rows (a group of four, a pair, one), j not a multiple of 4, a batch of 3."""

@@ -278,15 +278,19 @@ def _maxplus_par(a, wT, ia, iw, val, arg, nchunks, neg):
 # Ties are broken explicitly by index (value descending, then j·K + q ascending),
 # which makes the result independent of the visiting order. For each j a vectorised
 # pass flags the k's whose best candidate a[j, 0] + w[j, k] can still enter
-# (≥ worst); only flagged k's run the insertion.
+# (≥ worst); only flagged k's run the insertion. "worst" starts at a floor, not −inf: the
+# K-th entry of the list of the j with the best rank-0 candidate (found by the max-plus
+# kernel), since those K candidates all rank at or above it (a captured KBest pass: 234
+# against 253 ms of kernel time).
 
 
 @njit(cache=True, nogil=True)
-def _kbest_rows(a, order, wT, ia, iw, val, arg, t0, t1, neg):
+def _kbest_rows(a, order, wT, jstar, ia, iw, val, arg, t0, t1, neg):
     r = a.shape[1]
     K = a.shape[3]
     k = wT.shape[2]
     worst = np.empty(k, dtype=a.dtype)
+    theta = np.empty(k, dtype=a.dtype)
     hit = np.empty(k, dtype=np.bool_)
     for t in range(t0, t1):
         b = t // r
@@ -295,8 +299,12 @@ def _kbest_rows(a, order, wT, ia, iw, val, arg, t0, t1, neg):
         w = wT[iw[b]]
         v = val[b, row]
         g = arg[b, row]
+        js = jstar[b, row]
         for kk in range(k):
-            worst[kk] = neg
+            jb = js[kk]
+            th = ar[jb, K - 1] + w[jb, kk]  # the K-th entry of the best rank-0 j: a floor
+            theta[kk] = th
+            worst[kk] = th
             for q in range(K):
                 v[kk, q] = neg
                 g[kk, q] = 0
@@ -330,14 +338,14 @@ def _kbest_rows(a, order, wT, ia, iw, val, arg, t0, t1, neg):
                         p -= 1
                     vk[p] = y
                     gk[p] = idx
-                worst[kk] = vk[K - 1]
+                worst[kk] = max(vk[K - 1], theta[kk])
 
 
 @njit(cache=True, parallel=True)
-def _kbest_par(a, order, wT, ia, iw, val, arg, nchunks, neg):
+def _kbest_par(a, order, wT, jstar, ia, iw, val, arg, nchunks, neg):
     n = ia.shape[0] * a.shape[1]
     for c in prange(nchunks):
-        _kbest_rows(a, order, wT, ia, iw, val, arg, c * n // nchunks, (c + 1) * n // nchunks, neg)
+        _kbest_rows(a, order, wT, jstar, ia, iw, val, arg, c * n // nchunks, (c + 1) * n // nchunks, neg)
 
 
 # ---- signed max / min ---------------------------------------------------------------------
@@ -1279,6 +1287,28 @@ def maxplus_vecmat(a: Array, logw: Array) -> tuple[Array, Array]:
     return val.reshape(batch + (r, k)), arg.reshape(batch + (r, k))
 
 
+def _best_rank0(af: Array, wT: Array, ia: Array, iw: Array, neg: Any) -> Array:
+    """Per (batch, row, k): the j of the best rank-0 candidate a[j, 0] + w[j, k] (the max-plus kernel).
+
+    Its K-list gives the k-best kernel a floor: its K candidates a[j, q] + w[j, k] all rank
+    at or above its K-th, so no candidate below that can be among the K best.
+    """
+    nb, r, j = ia.shape[0], af.shape[1], af.shape[2]
+    k = wT.shape[2]
+    jp = -(-j // 4) * 4
+    a0 = np.full(af.shape[:2] + (jp,), neg, dtype=af.dtype)  # padded to whole groups of 4 with −inf
+    a0[..., :j] = af[..., 0]
+    v0 = np.empty((nb, r, k), dtype=af.dtype)
+    g0 = np.empty((nb, r, k), dtype=np.int64)
+    rows = nb * r
+    nch = _nchunks(rows, rows * k * j)
+    if nch:
+        _maxplus_par(a0, wT, ia, iw, v0, g0, nch, neg)
+    else:
+        _maxplus_rows4(a0, wT, ia, iw, v0, g0, 0, rows, neg)
+    return g0
+
+
 def kbest_vecmat(a: Array, logw: Array) -> tuple[Array, Array]:
     """Numba k-best vecmat; same contract as :func:`semitorch.kernels.reference.kbest_vecmat`."""
     af, wT, ia, iw, batch = _setup("kbest_vecmat", a, logw, 3)
@@ -1291,11 +1321,16 @@ def kbest_vecmat(a: Array, logw: Array) -> tuple[Array, Array]:
         return val.reshape(batch + (r, k, K)), arg.reshape(batch + (r, k, K))
     order = np.argsort(-af[..., 0], axis=-1)  # (Ba, r, j): each row's j by decreasing best entry
     neg = af.dtype.type(-np.inf)
+    if rows == 0 or k == 0 or j == 0:
+        val.fill(neg)
+        arg.fill(0)
+        return val.reshape(batch + (r, k, K)), arg.reshape(batch + (r, k, K))
+    jstar = _best_rank0(af, wT, ia, iw, neg)
     nch = _nchunks(rows, rows * k * j * K)  # up to K insertions per candidate: K times max-plus's work
     if nch:
-        _kbest_par(af, order, wT, ia, iw, val, arg, nch, neg)
-    elif rows and k:
-        _kbest_rows(af, order, wT, ia, iw, val, arg, 0, rows, neg)
+        _kbest_par(af, order, wT, jstar, ia, iw, val, arg, nch, neg)
+    else:
+        _kbest_rows(af, order, wT, jstar, ia, iw, val, arg, 0, rows, neg)
     return val.reshape(batch + (r, k, K)), arg.reshape(batch + (r, k, K))
 
 
