@@ -56,6 +56,28 @@ _POS = np.inf
 _KT = 512  # k-tile: the running (max, arg) buffers of a row group stay in L1
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _maxplus_fold4(o, p, x0, x1, x2, x3, c0, c1, c2, c3, q0, q1, q2, q3):
+    """The running (max, arg) of one k after the candidates x_i + c_i of four j's, in j order."""
+    y = x0 + c0
+    if y > o:
+        o = y
+        p = q0
+    y = x1 + c1
+    if y > o:
+        o = y
+        p = q1
+    y = x2 + c2
+    if y > o:
+        o = y
+        p = q2
+    y = x3 + c3
+    if y > o:
+        o = y
+        p = q3
+    return o, p
+
+
 @njit(cache=True, nogil=True)
 def _maxplus_rows(a, wT, ia, iw, val, arg, t0, t1, neg):
     r = a.shape[1]
@@ -109,46 +131,8 @@ def _maxplus_rows(a, wT, ia, iw, val, arg, t0, t1, neg):
                         c1 = w1[kk]
                         c2 = w2[kk]
                         c3 = w3[kk]
-                        o = v[kk]
-                        p = g[kk]
-                        y = x0 + c0
-                        if y > o:
-                            o = y
-                            p = q0
-                        y = x1 + c1
-                        if y > o:
-                            o = y
-                            p = q1
-                        y = x2 + c2
-                        if y > o:
-                            o = y
-                            p = q2
-                        y = x3 + c3
-                        if y > o:
-                            o = y
-                            p = q3
-                        v[kk] = o
-                        g[kk] = p
-                        o = u[kk]
-                        p = h[kk]
-                        y = z0 + c0
-                        if y > o:
-                            o = y
-                            p = q0
-                        y = z1 + c1
-                        if y > o:
-                            o = y
-                            p = q1
-                        y = z2 + c2
-                        if y > o:
-                            o = y
-                            p = q2
-                        y = z3 + c3
-                        if y > o:
-                            o = y
-                            p = q3
-                        u[kk] = o
-                        h[kk] = p
+                        v[kk], g[kk] = _maxplus_fold4(v[kk], g[kk], x0, x1, x2, x3, c0, c1, c2, c3, q0, q1, q2, q3)
+                        u[kk], h[kk] = _maxplus_fold4(u[kk], h[kk], z0, z1, z2, z3, c0, c1, c2, c3, q0, q1, q2, q3)
                 vo = val[b, r0]
                 go = arg[b, r0]
                 for kk in range(n):
@@ -161,28 +145,6 @@ def _maxplus_rows(a, wT, ia, iw, val, arg, t0, t1, neg):
                         vo[k0 + kk] = u[kk]
                         go[k0 + kk] = h[kk]
         t = te
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _maxplus_fold4(o, p, x0, x1, x2, x3, c0, c1, c2, c3, q0, q1, q2, q3):
-    """The running (max, arg) of one k after the candidates x_i + c_i of four j's, in j order."""
-    y = x0 + c0
-    if y > o:
-        o = y
-        p = q0
-    y = x1 + c1
-    if y > o:
-        o = y
-        p = q1
-    y = x2 + c2
-    if y > o:
-        o = y
-        p = q2
-    y = x3 + c3
-    if y > o:
-        o = y
-        p = q3
-    return o, p
 
 
 @njit(cache=True, nogil=True)
