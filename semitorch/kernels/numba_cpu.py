@@ -57,6 +57,17 @@ _KT = 512  # k-tile: the running (max, arg) buffers of a row group stay in L1
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _wrows4(w, j0, j, k0, n):
+    """Rows j0, …, j0 + 3 of w (past the last row: the last row, against −inf padding of a),
+    columns k0 to k0 + n, and the four j's as int32."""
+    w0 = w[j0, k0 : k0 + n]
+    w1 = w[min(j0 + 1, j - 1), k0 : k0 + n]
+    w2 = w[min(j0 + 2, j - 1), k0 : k0 + n]
+    w3 = w[min(j0 + 3, j - 1), k0 : k0 + n]
+    return w0, w1, w2, w3, np.int32(j0), np.int32(j0 + 1), np.int32(j0 + 2), np.int32(j0 + 3)
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _maxplus_fold4(o, p, x0, x1, x2, x3, c0, c1, c2, c3, q0, q1, q2, q3):
     """The running (max, arg) of one k after the candidates x_i + c_i of four j's, in j order."""
     y = x0 + c0
@@ -118,14 +129,7 @@ def _maxplus_rows(a, wT, ia, iw, val, arg, t0, t1, neg):
                     z3 = br[j0 + 3]
                     if max(x0, x1, x2, x3, z0, z1, z2, z3) == neg:
                         continue
-                    w0 = w[j0, k0 : k0 + n]
-                    w1 = w[min(j0 + 1, j - 1), k0 : k0 + n]
-                    w2 = w[min(j0 + 2, j - 1), k0 : k0 + n]
-                    w3 = w[min(j0 + 3, j - 1), k0 : k0 + n]
-                    q0 = np.int32(j0)
-                    q1 = np.int32(j0 + 1)
-                    q2 = np.int32(j0 + 2)
-                    q3 = np.int32(j0 + 3)
+                    w0, w1, w2, w3, q0, q1, q2, q3 = _wrows4(w, j0, j, k0, n)
                     for kk in range(n):
                         c0 = w0[kk]
                         c1 = w1[kk]
@@ -198,14 +202,7 @@ def _maxplus_rows4(a, wT, ia, iw, val, arg, t0, t1, neg):
                     d0, d1, d2, d3 = dr[j0], dr[j0 + 1], dr[j0 + 2], dr[j0 + 3]
                     if max(a0, a1, a2, a3, b0, b1, b2, b3) == neg and max(c0, c1, c2, c3, d0, d1, d2, d3) == neg:
                         continue
-                    w0 = w[j0, k0 : k0 + n]
-                    w1 = w[min(j0 + 1, j - 1), k0 : k0 + n]
-                    w2 = w[min(j0 + 2, j - 1), k0 : k0 + n]
-                    w3 = w[min(j0 + 3, j - 1), k0 : k0 + n]
-                    q0 = np.int32(j0)
-                    q1 = np.int32(j0 + 1)
-                    q2 = np.int32(j0 + 2)
-                    q3 = np.int32(j0 + 3)
+                    w0, w1, w2, w3, q0, q1, q2, q3 = _wrows4(w, j0, j, k0, n)
                     for kk in range(n):
                         e0 = w0[kk]
                         e1 = w1[kk]
