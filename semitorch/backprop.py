@@ -116,7 +116,7 @@ def _vecmat_rows(sr: Semiring, a2: Any, s2: Any, P: Any, xp: Any) -> tuple[Any, 
     if rows is not None:
         a2, s2 = a2[rows], None if s2 is None else s2[rows]
     if a2.shape[1] >= 8:
-        live = (a2 != sr.zeros(xp, (), a2.dtype)).reshape(a2.shape[0], a2.shape[1], -1).any(axis=(0, 2))
+        live = sr.nonzero_columns(a2)
         if int(live.sum()) <= _SPARSE * a2.shape[1]:
             cols = xp.nonzero(live)[0]
             a2, s2, P = a2[:, cols], None if s2 is None else s2[:, cols], sr.take_columns(P, cols)

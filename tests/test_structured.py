@@ -475,3 +475,20 @@ def test_live_rows_agree_with_the_generic_check(sr):
     np.testing.assert_array_equal(want, [True, False, True, True, True, True])
     np.testing.assert_array_equal(sr.nonzero_rows(a), want)
     np.testing.assert_array_equal(sr.nonzero_rows(a[:, :0]), np.zeros(6, bool))  # empty rows
+
+
+@pytest.mark.parametrize("sr", [Log(), MaxProduct(), KBest(3), Entropy()], ids=repr)
+def test_live_columns_agree_with_the_generic_check(sr):
+    """The log-space semirings' fast column check (a max per column) equals the generic ``!= 0̄`` test."""
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((5, 6) + sr.vshape).astype(np.float32)
+    z = sr.zeros(np, (5,), np.float32)
+    a[:, 1] = z  # no path in the column
+    a[:, 3] = z
+    a[(2, 3) + (0,) * len(sr.vshape)] = -5.0  # ... but one entry: the column holds a path
+    a[:, 4] = z
+    a[0, 4, ...] = np.nan  # NaN counts as held, as `!=` says
+    want = Semiring.nonzero_columns(sr, a)
+    np.testing.assert_array_equal(want, [True, False, True, True, True, True])
+    np.testing.assert_array_equal(sr.nonzero_columns(a), want)
+    np.testing.assert_array_equal(sr.nonzero_columns(a[:0]), np.zeros(6, bool))  # no rows

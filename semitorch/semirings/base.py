@@ -84,6 +84,11 @@ class Semiring:
         z = self.zeros(_xp(a), (), a.dtype)
         return (a != z).reshape(a.shape[0], -1).any(axis=1)
 
+    def nonzero_columns(self, a: Array) -> Array:
+        """For values ``a`` of shape (R, j) + vshape: which columns j hold any value other than 0̄."""
+        z = self.zeros(_xp(a), (), a.dtype)
+        return (a != z).reshape(a.shape[0], a.shape[1], -1).any(axis=(0, 2))
+
     # ---- backprop methods ---------------------------------------------------------------
     def seed(self, xp: Any, shape: tuple[int, ...], dtype: Any, grad_output: Array | None) -> Array:
         """The output's adjoint: 1̄ everywhere, or ``lift(grad_output)`` (edges into a super-sink)."""

@@ -13,6 +13,7 @@ from .log import (
     finite_or_zero,
     flagged_rows,
     keep_shape,
+    live_columns,
     live_rows,
     log_abs,
     logsumexp,
@@ -68,6 +69,10 @@ class Entropy(Semiring):
     def nonzero_rows(self, a: Array) -> Array:
         """Rows holding a path: L = log Z above −∞ (:func:`~.log.live_rows`)."""
         return live_rows(a[..., 0])
+
+    def nonzero_columns(self, a: Array) -> Array:
+        """Columns holding a path: L = log Z above −∞ (:func:`~.log.live_columns`)."""
+        return live_columns(a[..., 0])
 
     def zeros(self, xp: Any, shape: tuple[int, ...], dtype: Any) -> Array:
         """⟨−∞, 0⟩: no path."""

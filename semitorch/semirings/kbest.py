@@ -9,7 +9,7 @@ import numpy as np
 
 from .. import kernels
 from .base import Array, Semiring, _xp, register_semiring
-from .log import _Quiet, dense_recheck, keep_shape, live_rows, log_abs, move_last
+from .log import _Quiet, dense_recheck, keep_shape, live_columns, live_rows, log_abs, move_last
 from .maxproduct import exp64, gather_src, logabs_t
 
 
@@ -60,6 +60,10 @@ class KBest(Semiring):
     def nonzero_rows(self, a: Array) -> Array:
         """Rows holding a path: a list whose best (first) entry is above −∞ (:func:`~.log.live_rows`)."""
         return live_rows(a[..., 0])
+
+    def nonzero_columns(self, a: Array) -> Array:
+        """Columns holding a path: a list whose best (first) entry is above −∞ (:func:`~.log.live_columns`)."""
+        return live_columns(a[..., 0])
 
     def zeros(self, xp: Any, shape: tuple[int, ...], dtype: Any) -> Array:
         """[−∞, …, −∞] (no path)."""
