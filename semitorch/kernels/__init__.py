@@ -253,6 +253,18 @@ def logaddexp(a: Array, b: Array) -> Array:
     return (fast or reference).logaddexp(a, b)
 
 
+def pair_plus(a: Array, b: Array) -> Array:
+    """The expectation (entropy) semiring's ⊕ on (L, E) pairs along the last axis (size 2):
+    ⟨logaddexp(L₁, L₂), p₁E₁ + p₂E₂⟩ with pᵢ = e^{Lᵢ − L}, E = 0 where L = −∞.
+
+    One fused pass in numba for float32 arrays of one shape; numpy/cupy otherwise.
+    """
+    if getattr(a, "shape", None) != getattr(b, "shape", None) or a.size == 0 or a.shape[-1] != 2:
+        return reference.pair_plus(a, b)
+    fast = _f32(a, b)
+    return (fast or reference).pair_plus(a, b)
+
+
 def warmup() -> str:
     """Compile (or load from the on-disk cache) every numba kernel for float32 and float64.
 

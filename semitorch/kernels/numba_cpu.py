@@ -1064,6 +1064,44 @@ def _logaddexp32(a, b, out):
             out[c0 + k] = max(a[c0 + k], b[c0 + k]) + l1
 
 
+@njit(cache=True, nogil=True, error_model="numpy")
+def _pair_plus32(a, b, out):
+    # The expectation semiring's ⊕ on (L, E) pairs, flat (2n,): L = logaddexp (as _logaddexp32)
+    # and E = (E_hi + t·E_lo) / (1 + t) with t = e^{L_lo − L_hi}, the p-weighted mean; E = 0
+    # where L = −∞. The pairs are split into contiguous chunk buffers first, so loops vectorise.
+    n = a.shape[0] // 2
+    m = min(n, _CHUNK)
+    hi = np.empty(m, dtype=np.float32)
+    d = np.empty(m, dtype=np.float32)
+    eh = np.empty(m, dtype=np.float32)
+    el = np.empty(m, dtype=np.float32)
+    y = np.empty(m, dtype=np.float32)
+    nb = np.empty(m, dtype=np.float32)
+    ib = np.empty(m, dtype=np.int32)
+    for c0 in range(0, n, _CHUNK):
+        w = min(n, c0 + _CHUNK) - c0
+        for k in range(w):
+            i = 2 * (c0 + k)
+            x0 = a[i]
+            x1 = b[i]
+            big = x0 >= x1
+            mx = max(x0, x1)
+            hi[k] = mx
+            d[k] = min(x0, x1) - mx if mx > _FNEGINF else _FNEGINF
+            eh[k] = a[i + 1] if big else b[i + 1]
+            el[k] = b[i + 1] if big else a[i + 1]
+        _exp_into(d[:w], y, nb, ib)
+        for k in range(w):
+            t = y[k]
+            u = _F1 + t
+            lu = _log_poly(u, _FZERO)
+            l1 = lu * (t / (u - _F1)) if u != _F1 else t
+            i = 2 * (c0 + k)
+            mx = hi[k]
+            out[i] = mx + l1
+            out[i + 1] = (eh[k] + t * el[k]) / u if mx > _FNEGINF else _FZERO
+
+
 @njit(cache=True, nogil=True)
 def _gather_rows(src, arg, out):
     R, k = arg.shape
@@ -1146,6 +1184,15 @@ def logaddexp(a: Array, b: Array) -> Array:
     b1 = np.ascontiguousarray(b).reshape(-1)
     out = np.empty_like(a1)
     _logaddexp32(a1, b1, out)
+    return out.reshape(a.shape)
+
+
+def pair_plus(a: Array, b: Array) -> Array:
+    """Numba twin of :func:`semitorch.kernels.reference.pair_plus` (float32, same shapes)."""
+    a1 = np.ascontiguousarray(a).reshape(-1)
+    b1 = np.ascontiguousarray(b).reshape(-1)
+    out = np.empty_like(a1)
+    _pair_plus32(a1, b1, out)
     return out.reshape(a.shape)
 
 
@@ -1332,5 +1379,6 @@ def warmup() -> None:
                 exp_shift(a)
                 log_shift(a, a[:, :1])
                 logaddexp(a, a)
+                pair_plus(ak, ak)
     finally:
         globals()["PARALLEL_MIN_WORK"] = saved

@@ -324,6 +324,18 @@ def logaddexp(a: Array, b: Array) -> Array:
     return xp_of(a).logaddexp(a, b)
 
 
+def pair_plus(a: Array, b: Array) -> Array:
+    """The expectation semiring's ⊕ on (L, E) pairs (last axis 2): ⟨logaddexp(L₁, L₂), p₁E₁ + p₂E₂⟩
+    with pᵢ = e^{Lᵢ − L}, and E = 0 where L = −∞ (no path)."""
+    xp = xp_of(a)
+    L = xp.logaddexp(a[..., 0], b[..., 0])
+    Ls = xp.where(xp.isfinite(L), L, 0).astype(L.dtype, copy=False)  # a safe shift where no path
+    with np.errstate(invalid="ignore", over="ignore"):
+        E = xp.exp(a[..., 0] - Ls) * a[..., 1] + xp.exp(b[..., 0] - Ls) * b[..., 1]
+    E = xp.where(L == -xp.inf, 0, E).astype(L.dtype, copy=False)
+    return xp.stack([L, E], axis=-1)
+
+
 def log_shift_low(s: Array, m: Array, limit: float) -> tuple[Array, bool]:
     """(log(s) + m, whether any result is more than ``limit`` below its row's shift m)."""
     out = log_shift(s, m)
