@@ -427,8 +427,9 @@ def _signed_par(a, wT, ia, iw, val, arg, nchunks, neg, pos):
 #
 # q[r, j, k] = D[r]·[j = k] + p[r] + u[r, j]·v[r, k] (see reference.affine_q). For each row
 # the j loop is outer and the k loop inner and contiguous, so that every inner loop is
-# a vectorisable elementwise update of the running (sum) or (max, arg) per k; the
-# diagonal enters the same loop through an array that holds D at k = j and 0 elsewhere.
+# a vectorisable elementwise update of the running (sum) or (max, arg) per k. The sum and
+# max kernels take two j's per pass and redo the diagonal entries after it; the k-best
+# kernel brings the diagonal into its loop through an array holding D at k = j, 0 elsewhere.
 
 
 @njit(cache=True, nogil=True)
@@ -516,18 +517,8 @@ def _affine_max_rows(g, u, v, p, D, V, A, r0, r1):
                 oj, aj = val[j], arg[j]
                 oi, ai = val[j1], arg[j1]
                 for k in range(n):
-                    o = val[k]
-                    a = arg[k]
-                    y = gj * abs(pr + uj * vr[k])
-                    if y > o:
-                        o = y
-                        a = q0
-                    y = gi * abs(pr + ui * vr[k])
-                    if y > o:
-                        o = y
-                        a = q1
-                    val[k] = o
-                    arg[k] = a
+                    o, a = _max_step(gj * abs(pr + uj * vr[k]), q0, val[k], arg[k])
+                    val[k], arg[k] = _max_step(gi * abs(pr + ui * vr[k]), q1, o, a)
                 oj, aj = _max_step(gj * abs(pd + uj * vr[j]), q0, oj, aj)
                 val[j], arg[j] = _max_step(gi * abs(pr + ui * vr[j]), q1, oj, aj)
                 oi, ai = _max_step(gj * abs(pr + uj * vr[j1]), q0, oi, ai)
