@@ -1260,9 +1260,8 @@ def _setup(name: str, a: Array, w: Array, a_core: int) -> tuple[Array, Array, Ar
     return af, wT, np.ascontiguousarray(ia), np.ascontiguousarray(iw), batch
 
 
-def maxplus_vecmat(a: Array, logw: Array) -> tuple[Array, Array]:
-    """Numba max-plus vecmat; same contract as :func:`semitorch.kernels.reference.maxplus_vecmat`."""
-    af, wT, ia, iw, batch = _setup("maxplus_vecmat", a, logw, 2)
+def _maxplus_flat(af: Array, wT: Array, ia: Array, iw: Array) -> tuple[Array, Array]:
+    """The max-plus kernel on :func:`_setup`'s flat operands: (val, arg), each (batch, r, k)."""
     nb, r, j = ia.shape[0], af.shape[1], af.shape[2]
     k = wT.shape[2]
     val = np.empty((nb, r, k), dtype=af.dtype)
@@ -1271,7 +1270,7 @@ def maxplus_vecmat(a: Array, logw: Array) -> tuple[Array, Array]:
     if j == 0 or rows == 0 or k == 0:
         val.fill(-np.inf)
         arg.fill(0)
-        return val.reshape(batch + (r, k)), arg.reshape(batch + (r, k))
+        return val, arg
     jp = -(-j // 4) * 4
     if jp != j:  # pad to whole groups of 4 columns with −inf (never a winner)
         af = np.concatenate([af, np.full(af.shape[:2] + (jp - j,), -np.inf, dtype=af.dtype)], axis=2)
@@ -1281,29 +1280,24 @@ def maxplus_vecmat(a: Array, logw: Array) -> tuple[Array, Array]:
         _maxplus_par(af, wT, ia, iw, val, arg, nch, neg)
     else:
         _maxplus_rows4(af, wT, ia, iw, val, arg, 0, rows, neg)
-    return val.reshape(batch + (r, k)), arg.reshape(batch + (r, k))
+    return val, arg
 
 
-def _best_rank0(af: Array, wT: Array, ia: Array, iw: Array, neg: Any) -> Array:
+def maxplus_vecmat(a: Array, logw: Array) -> tuple[Array, Array]:
+    """Numba max-plus vecmat; same contract as :func:`semitorch.kernels.reference.maxplus_vecmat`."""
+    af, wT, ia, iw, batch = _setup("maxplus_vecmat", a, logw, 2)
+    val, arg = _maxplus_flat(af, wT, ia, iw)
+    shape = batch + val.shape[1:]
+    return val.reshape(shape), arg.reshape(shape)
+
+
+def _best_rank0(af: Array, wT: Array, ia: Array, iw: Array) -> Array:
     """Per (batch, row, k): the j of the best rank-0 candidate a[j, 0] + w[j, k] (the max-plus kernel).
 
     Its K-list gives the k-best kernel a floor: its K candidates a[j, q] + w[j, k] all rank
     at or above its K-th, so no candidate below that can be among the K best.
     """
-    nb, r, j = ia.shape[0], af.shape[1], af.shape[2]
-    k = wT.shape[2]
-    jp = -(-j // 4) * 4
-    a0 = np.full(af.shape[:2] + (jp,), neg, dtype=af.dtype)  # padded to whole groups of 4 with −inf
-    a0[..., :j] = af[..., 0]
-    v0 = np.empty((nb, r, k), dtype=af.dtype)
-    g0 = np.empty((nb, r, k), dtype=np.int64)
-    rows = nb * r
-    nch = _nchunks(rows, rows * k * j)
-    if nch:
-        _maxplus_par(a0, wT, ia, iw, v0, g0, nch, neg)
-    else:
-        _maxplus_rows4(a0, wT, ia, iw, v0, g0, 0, rows, neg)
-    return g0
+    return _maxplus_flat(np.ascontiguousarray(af[..., 0]), wT, ia, iw)[1]
 
 
 def kbest_vecmat(a: Array, logw: Array) -> tuple[Array, Array]:
@@ -1322,7 +1316,7 @@ def kbest_vecmat(a: Array, logw: Array) -> tuple[Array, Array]:
         val.fill(neg)
         arg.fill(0)
         return val.reshape(batch + (r, k, K)), arg.reshape(batch + (r, k, K))
-    jstar = _best_rank0(af, wT, ia, iw, neg)
+    jstar = _best_rank0(af, wT, ia, iw)
     nch = _nchunks(rows, rows * k * j * K)  # up to K insertions per candidate: K times max-plus's work
     if nch:
         _kbest_par(af, order, wT, jstar, ia, iw, val, arg, nch, neg)
