@@ -30,15 +30,26 @@ from .reference import prepare
 
 Array = Any
 
-PARALLEL_MIN_WORK = 1 << 26
-"""Below this many candidate evaluations a call runs on the calling thread only.
+PARALLEL_MIN_WORK = 1 << 22
+"""Below this many candidate evaluations (about 0.6 ms of max-plus work) a call runs on the calling thread only.
 
-A parallel region costs tens of µs when cores are idle, but waking sleeping workers
-between the many small kernels of a backward pass, next to BLAS's own threads, cost
-more than it saved in every pass measured on 2 cores (benchmarks/semiring_overhead.py:
-the same or slower than serial), and busy-waiting workers made it 2.5x slower. So
-only work of about 10 ms or more (a long sequence, a wide model) is split over threads.
+Set it to 0 to make every call parallel, to a huge value to make every call serial (the
+tests use both). Two things decide whether splitting a call over numba's threads pays on
+the 2-core machine this was measured on (benchmarks/semiring_overhead.py):
+
+- After a BLAS call, OpenBLAS's own threads spin on the other cores for about 0.1 s, and
+  a parallel region in that window ran no faster than the serial loop (a layer_norm
+  entropy block: 3.1 ms either way, 1.6 ms on idle cores; a MaxProduct pass right after
+  a BLAS-bound one: 46-48 ms against 45 ms serial, 33 ms after a KBest pass).
+- A pass that calls BLAS itself (Log, Entropy) or is shorter than that window (MaxProduct,
+  whose passes follow a forward's matmuls) is always in it. Their kernels (``affine_sum``,
+  ``affine_entropy``, ``affine_max``, ``maxplus_vecmat``) therefore need 16 times this much
+  work (``contended``); the k-best and signed kernels, whose passes run for hundreds of ms,
+  split at this size: a KBest(5) pass took 286 instead of 365 ms and a SignedMax pass 133
+  instead of 193 ms (2²⁶ for every kernel before; MaxProduct 44 ms, Log and Entropy unchanged).
 """
+
+_CONTENDED = 4  # log2 of the factor for kernels that run while BLAS threads spin (see above)
 
 _NEG = -np.inf
 _POS = np.inf
@@ -1201,7 +1212,7 @@ def affine_sum(g: Array, u: Array, v: Array, p: Array, D: Array) -> Array:
     """Numba twin of :func:`semitorch.kernels.reference.affine_sum`."""
     g, u, v, p, D = _affine_args(g, u, v, p, D)
     S = np.empty_like(g)
-    nch = _nchunks(g.shape[0], g.size * g.shape[1])
+    nch = _nchunks(g.shape[0], g.size * g.shape[1], contended=True)
     if nch:
         _affine_sum_par(g, u, v, p, D, S, nch)
     else:
@@ -1214,7 +1225,7 @@ def affine_max(g: Array, u: Array, v: Array, p: Array, D: Array) -> tuple[Array,
     g, u, v, p, D = _affine_args(g, u, v, p, D)
     V = np.empty_like(g)
     A = np.empty(g.shape, dtype=np.int64)
-    nch = _nchunks(g.shape[0], g.size * g.shape[1])
+    nch = _nchunks(g.shape[0], g.size * g.shape[1], contended=True)
     if nch:
         _affine_max_par(g, u, v, p, D, V, A, nch)
     else:
@@ -1229,7 +1240,7 @@ def affine_entropy(g: Array, u: Array, v: Array, p: Array, D: Array) -> tuple[Ar
     T = np.empty_like(g)
     f32 = g.dtype == np.float32
     sym = bool(np.array_equal(u, -v))  # symmetric q (layer_norm): one log per pair j < k
-    nch = _nchunks(g.shape[0], g.size * g.shape[1] * (2 if sym else 4))
+    nch = _nchunks(g.shape[0], g.size * g.shape[1] * (2 if sym else 4), contended=True)
     if sym:
         if nch:
             (_affine_entropy_sym_par32 if f32 else _affine_entropy_sym_par64)(g, v, p, D, S, T, nch)
@@ -1246,9 +1257,12 @@ def affine_entropy(g: Array, u: Array, v: Array, p: Array, D: Array) -> tuple[Ar
 # ---- drivers ------------------------------------------------------------------------------
 
 
-def _nchunks(rows: int, work: int) -> int:
-    """How many pieces to split ``rows`` into: 0 means run serially on this thread."""
-    if work < PARALLEL_MIN_WORK or rows < 2:
+def _nchunks(rows: int, work: int, contended: bool = False) -> int:
+    """How many pieces to split ``rows`` into: 0 means run serially on this thread.
+
+    ``contended``: the kernel's passes run while BLAS threads spin (see :data:`PARALLEL_MIN_WORK`).
+    """
+    if work < (PARALLEL_MIN_WORK << _CONTENDED if contended else PARALLEL_MIN_WORK) or rows < 2:
         return 0
     return min(rows, 4 * numba.get_num_threads())
 
@@ -1260,8 +1274,11 @@ def _setup(name: str, a: Array, w: Array, a_core: int) -> tuple[Array, Array, Ar
     return af, wT, np.ascontiguousarray(ia), np.ascontiguousarray(iw), batch
 
 
-def _maxplus_flat(af: Array, wT: Array, ia: Array, iw: Array) -> tuple[Array, Array]:
-    """The max-plus kernel on :func:`_setup`'s flat operands: (val, arg), each (batch, r, k)."""
+def _maxplus_flat(af: Array, wT: Array, ia: Array, iw: Array, contended: bool = True) -> tuple[Array, Array]:
+    """The max-plus kernel on :func:`_setup`'s flat operands: (val, arg), each (batch, r, k).
+
+    ``contended`` as in :func:`_nchunks`: true for MaxProduct's passes, false for k-best's floor.
+    """
     nb, r, j = ia.shape[0], af.shape[1], af.shape[2]
     k = wT.shape[2]
     val = np.empty((nb, r, k), dtype=af.dtype)
@@ -1275,7 +1292,7 @@ def _maxplus_flat(af: Array, wT: Array, ia: Array, iw: Array) -> tuple[Array, Ar
     if jp != j:  # pad to whole groups of 4 columns with −inf (never a winner)
         af = np.concatenate([af, np.full(af.shape[:2] + (jp - j,), -np.inf, dtype=af.dtype)], axis=2)
     neg = af.dtype.type(-np.inf)
-    nch = _nchunks(rows, rows * k * j)
+    nch = _nchunks(rows, rows * k * j, contended)
     if nch:
         _maxplus_par(af, wT, ia, iw, val, arg, nch, neg)
     else:
@@ -1297,7 +1314,7 @@ def _best_rank0(af: Array, wT: Array, ia: Array, iw: Array) -> Array:
     Its K-list gives the k-best kernel a floor: its K candidates a[j, q] + w[j, k] all rank
     at or above its K-th, so no candidate below that can be among the K best.
     """
-    return _maxplus_flat(np.ascontiguousarray(af[..., 0]), wT, ia, iw)[1]
+    return _maxplus_flat(np.ascontiguousarray(af[..., 0]), wT, ia, iw, contended=False)[1]
 
 
 def kbest_vecmat(a: Array, logw: Array) -> tuple[Array, Array]:
