@@ -224,6 +224,28 @@ def test_kbest_floor_with_dense_ties(mode, seed):
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_kbest_short_lists_keep_index_zero(mode, dtype):
+    """Fewer than K candidates in all: the numba kernel starts each list from the best j's K entries
+    (−inf padding included), and every entry left at −inf must still carry index 0, as in the oracle."""
+    rng = np.random.default_rng(1)
+    K = 5
+    a = np.full((4, 9, K), NEG, dtype=dtype)
+    a[0, :, :2] = -np.sort(-rng.integers(-3, 1, size=(9, 2)), axis=-1)  # two entries per j
+    a[1, 3, 0] = 1.0  # a single candidate in the whole row
+    a[2, ::4, :1] = 0.0  # three j's with one entry each, tied
+    # a[3]: no path at all
+    w = rng.integers(-2, 1, size=(6, 9)).astype(dtype)
+    w[1, :] = NEG  # an output with no edge
+    w[:, 3] = NEG  # the single candidate of row 1 is cut off for every k
+    w[0, 3] = 0.0  # ... except k = 0
+    with forced(mode) as fast:
+        got = fast.kbest_vecmat(a, w)
+    _same(got, oracle_kbest(a, w), np.dtype(dtype))
+    assert (got[1][got[0] == NEG] == 0).all()
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_larger_shapes_match_reference(mode, dtype):
     """Shapes past the k-tile (512), 7 rows (a group of four, a pair, one), j not a multiple of 4, a batch of 3."""
     rng = np.random.default_rng(0)
