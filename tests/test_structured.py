@@ -21,7 +21,7 @@ import semitorch as st
 from semitorch import kernels
 from semitorch.kernels import numba_cpu, reference
 from semitorch.paths import read_path
-from semitorch.semirings import Entropy, KBest, Log, MaxProduct
+from semitorch.semirings import Count, Entropy, KBest, Log, MaxProduct
 from semitorch.semirings.base import Semiring
 
 
@@ -131,6 +131,49 @@ def test_affine_kernels_equal_oracle(mod, case):
     np.testing.assert_allclose(T2, T, rtol=1e-10, atol=1e-10)
 
 
+def oracle_count(g, u, v, p, D):
+    """Σ_j g[r, j]·[q ≠ 0] by a loop over every (r, k, j), q formed in the parts' own dtype."""
+    R, n = g.shape
+    S = np.zeros((R, n))
+    for r in range(R):
+        for k in range(n):
+            for j in range(n):
+                q = (p[r] + D[r] if j == k else p[r]) + u[r, j] * v[r, k]  # numpy scalars: the parts' rounding
+                S[r, k] += float(g[r, j]) * (q != 0)
+    return S
+
+
+@pytest.mark.parametrize("mod", MODULES, ids=lambda m: m.__name__.split(".")[-1])
+@given(case=rows(), parts32=hst.booleans())
+@settings(max_examples=60, deadline=None)
+def test_affine_count_equals_oracle(mod, case, parts32):
+    """Counts in float64 (exact: integer sums); q = 0 exactly where the small-integer draws cancel."""
+    g, u, v, p, D = case
+    g = np.round(g)
+    if parts32:
+        u, v, p, D = (x.astype(np.float32) for x in (u, v, p, D))
+    got = mod.affine_count(g, u, v, p, D)
+    assert got.dtype == np.float64
+    np.testing.assert_array_equal(got, oracle_count(g, u, v, p, D))
+
+
+@pytest.mark.parametrize("mod", MODULES, ids=lambda m: m.__name__.split(".")[-1])
+def test_affine_count_forms_q_in_the_parts_dtype(mod):
+    """u·v = −(1 + 2⁻²⁴ − 2⁻⁴⁷) rounds to −1 in float32, so q = 1 + u·v is 0 there (no edge, as the
+    float32 sum and max kernels see it) though not in float64; the count follows the parts' dtype."""
+    f = np.float32
+    u = np.array([[1 + 2.0**-23, 1.0]], f)
+    v = np.array([[-(1 - 2.0**-24), 1.0]], f)
+    p, D = np.ones(1, f), np.zeros(1, f)
+    g = np.ones((1, 2))  # float64 counts
+    q32 = p[0] + u[0, 0] * v[0, 0]
+    assert q32 == 0 and float(p[0]) + float(u[0, 0]) * float(v[0, 0]) != 0
+    got = mod.affine_count(g, u, v, p, D)
+    np.testing.assert_array_equal(got, [[1.0, 2.0]])  # k = 0: only j = 1 (q = 1 + 1·(−(1 − 2⁻²⁴)) ≠ 0)
+    assert mod.affine_sum(g.astype(f), u, v, p, D)[0, 0] == f(2.0**-24)  # the sum and max kernels: j = 1 only
+    assert mod.affine_max(g.astype(f), u, v, p, D)[1][0, 0] == 1
+
+
 def oracle_kbest(g, u, v, p, D):
     """The K best g[r, j, q]·|q| over (j, q) by sorting every candidate in Python (value desc, index asc)."""
     R, n, K = g.shape
@@ -201,7 +244,7 @@ def _parts(rng, R, n, dtype, kind):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("kind", ["layer_norm", "softmax"])
-@pytest.mark.parametrize("sr", [Log(), Entropy(), MaxProduct(), KBest(3)], ids=repr)
+@pytest.mark.parametrize("sr", [Log(), Entropy(), MaxProduct(), KBest(3), Count()], ids=repr)
 def test_fast_affine_equals_dense_default(sr, kind, dtype):
     rng = np.random.default_rng(3)
     R, n = 7, 12
@@ -266,6 +309,10 @@ class DenseKBest(_Dense, KBest):
     """KBest without the weight memo."""
 
 
+class DenseCount(_Dense, Count):
+    """Count through dense Jacobians."""
+
+
 def _encoder(dtype):
     from semitorch.nn.bert import BertConfig, BertEncoder
 
@@ -281,7 +328,13 @@ def _encoder(dtype):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize(
     "fast,dense",
-    [(Log(), DenseLog()), (Entropy(), DenseEntropy()), (MaxProduct(), DenseMax()), (KBest(3), DenseKBest(3))],
+    [
+        (Log(), DenseLog()),
+        (Entropy(), DenseEntropy()),
+        (MaxProduct(), DenseMax()),
+        (KBest(3), DenseKBest(3)),
+        (Count(), DenseCount()),
+    ],
 )
 def test_encoder_backward_same_with_and_without_structure(fast, dense, dtype):
     """layer_norm, softmax and log_softmax through the kernels = through dense J; paths identical."""

@@ -12,7 +12,8 @@ materialises the full rows × j × k candidate array.
   contractions of non-negative row weights ``g`` with the structured row Jacobians of
   layer_norm / softmax / log_softmax, |q[r, j, k]| = |D[r]·[j = k] + p[r] + u[r, j]·v[r, k]|,
   over j, without storing the (R, n, n) Jacobian (sum; max and arg-max; sum and Σ|q| log|q|);
-  :func:`affine_kbest` takes ``g (R, n, K)`` and keeps the K best over (j, rank).
+  :func:`affine_kbest` takes ``g (R, n, K)`` and keeps the K best over (j, rank);
+  :func:`affine_count` sums ``g`` over the j's with q ≠ 0 (path counting).
 
 :data:`BACKEND` is ``"numba"`` when numba is importable and ``"numpy"`` otherwise; the
 environment variable ``SEMITORCH_KERNELS=numpy`` forces the reference. cupy arrays of
@@ -37,6 +38,7 @@ Array = Any
 
 __all__ = [
     "BACKEND",
+    "affine_count",
     "affine_entropy",
     "affine_kbest",
     "affine_max",
@@ -147,6 +149,16 @@ def affine_sum(g: Array, u: Array, v: Array, p: Array, D: Array) -> Array:
     """
     fast = _affine_fast(g)
     return (fast or reference).affine_sum(g, u, v, p, D)
+
+
+def affine_count(g: Array, u: Array, v: Array, p: Array, D: Array) -> Array:
+    """S[r, k] = Σ_j g[r, j]·[q[r, j, k] ≠ 0]: the counting form of :func:`affine_sum`.
+
+    q is formed in the dtype of ``u``, ``v``, ``p``, ``D`` (the op's, so that an edge exists
+    exactly where the other structured kernels see |q| > 0); the sum is in ``g``'s (float64 counts).
+    """
+    fast = _affine_fast(g)
+    return (fast or reference).affine_count(g, u, v, p, D)
 
 
 def affine_max(g: Array, u: Array, v: Array, p: Array, D: Array) -> tuple[Array, Array]:

@@ -495,6 +495,37 @@ def _affine_sum_par(g, u, v, p, D, S, nchunks):
         _affine_sum_rows(g, u, v, p, D, S, c * R // nchunks, (c + 1) * R // nchunks)
 
 
+@njit(cache=True, nogil=True)
+def _affine_count_rows(g, u, v, p, D, S, r0, r1):
+    # S[r, k] = Σ_j g[r, j]·[q_jk ≠ 0]: g in its own dtype (float64 counts), q in the parts' dtype
+    # (the same rounding as the other structured kernels). The loop uses the off-diagonal q for
+    # every k; the diagonal entry is redone from the sum saved before it.
+    n = g.shape[1]
+    for r in range(r0, r1):
+        s = S[r]
+        vr = v[r]
+        pr = p[r]
+        pd = pr + D[r]
+        for k in range(n):
+            s[k] = 0
+        for j in range(n):
+            gj = g[r, j]
+            if gj == 0:
+                continue
+            uj = u[r, j]
+            sj = s[j]
+            for k in range(n):
+                s[k] += gj if pr + uj * vr[k] != 0 else 0
+            s[j] = sj + (gj if pd + uj * vr[j] != 0 else 0)
+
+
+@njit(cache=True, parallel=True)
+def _affine_count_par(g, u, v, p, D, S, nchunks):
+    R = g.shape[0]
+    for c in prange(nchunks):
+        _affine_count_rows(g, u, v, p, D, S, c * R // nchunks, (c + 1) * R // nchunks)
+
+
 @njit(cache=True, nogil=True, inline="always")
 def _max_step(y, jj, o, a):
     """One candidate (value y, index jj) against the incumbent (o, a): strictly greater replaces."""
@@ -1225,6 +1256,19 @@ def affine_sum(g: Array, u: Array, v: Array, p: Array, D: Array) -> Array:
     return S
 
 
+def affine_count(g: Array, u: Array, v: Array, p: Array, D: Array) -> Array:
+    """Numba twin of :func:`semitorch.kernels.reference.affine_count` (q in the parts' dtype, sums in g's)."""
+    gc = np.ascontiguousarray(g)
+    u, v, p, D = _affine_args(np.empty(g.shape, dtype=np.result_type(u, v, p, D)), u, v, p, D)[1:]
+    S = np.empty_like(gc)
+    nch = _nchunks(gc.shape[0], gc.size * gc.shape[1], contended=True)
+    if nch:
+        _affine_count_par(gc, u, v, p, D, S, nch)
+    else:
+        _affine_count_rows(gc, u, v, p, D, S, 0, gc.shape[0])
+    return S
+
+
 def affine_max(g: Array, u: Array, v: Array, p: Array, D: Array) -> tuple[Array, Array]:
     """Numba twin of :func:`semitorch.kernels.reference.affine_max`."""
     g, u, v, p, D = _affine_args(g, u, v, p, D)
@@ -1379,6 +1423,7 @@ def warmup() -> None:
                 signed_vecmat(ak, w)
                 affine_sum(a, a, a, a[0], a[0])
                 affine_max(a, a, a, a[0], a[0])
+                affine_count(a.astype(np.float64), a, a, a[0], a[0])
                 affine_entropy(a, a, a, a[0], a[0])
                 affine_entropy(a, a + 1, a + 1, a[0], a[0])  # u ≠ −v: the general kernel
                 affine_kbest(ak, a, a, a[0], a[0])

@@ -239,6 +239,15 @@ def affine_sum(g: Array, u: Array, v: Array, p: Array, D: Array, chunk_elems: in
     return S
 
 
+def affine_count(g: Array, u: Array, v: Array, p: Array, D: Array, chunk_elems: int = CHUNK_ELEMS) -> Array:
+    """S[r, k] = Σ_j g[r, j]·[q[r, j, k] ≠ 0]: q in the dtype of the parts (u, v, p, D), the sum in g's."""
+    xp = xp_of(g)
+    S = xp.zeros(g.shape, dtype=g.dtype)
+    for rs in _affine_blocks(g.shape[0], g.shape[1], chunk_elems):
+        S[rs] = xp.einsum("rj,rjk->rk", g[rs], (affine_q(u[rs], v[rs], p[rs], D[rs]) != 0).astype(g.dtype))
+    return S
+
+
 def affine_max(g: Array, u: Array, v: Array, p: Array, D: Array, chunk_elems: int = CHUNK_ELEMS) -> tuple[Array, Array]:
     """V[r, k] = max_j g[r, j]·|q[r, j, k]| (``g`` ≥ 0) and the lowest j attaining it; (0, 0) where all are 0."""
     xp = xp_of(g)

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import kernels
 from .base import Array, Semiring, _xp, register_semiring
 from .log import Log, rescaled_matmul
 
@@ -23,13 +24,16 @@ class Count(Semiring):
     Lift: an edge w becomes [w ≠ 0] (an edge of weight exactly 0 is no edge). A
     backward pass gives, for every input element, the number of paths to the output.
     Readout: that count (float64: exact up to 2⁵³; use :class:`LogCount` when counts
-    overflow). ``vecmat`` is a BLAS matmul with the 0/1 pattern of W.
+    overflow). ``vecmat`` is a BLAS matmul with the 0/1 pattern of W; the structured
+    row Jacobians (layer_norm, softmax, log_softmax) are counted by
+    :func:`semitorch.kernels.affine_count` without building them.
     Reference: Goodman, "Semiring Parsing", Computational Linguistics 1999 (the
     counting semiring).
     """
 
     name = "count"
     prep_key = "nonzero"
+    fast_affine = True
 
     def __repr__(self) -> str:
         return "Count()"
@@ -87,6 +91,18 @@ class Count(Semiring):
     def vecmat_prepared(self, a: Array, src: Array | None, P: Array) -> tuple[Array, None]:
         """a @ Pᵀ with P = [W ≠ 0]."""
         return _xp(a).matmul(a, _xp(a).swapaxes(P, -1, -2)), None
+
+    def affine_vecmat(
+        self, a: Array, src: Array | None, c: Array, D: Array, p: Array, u: Array, v: Array, logc: Array | None = None
+    ) -> tuple[Array, None]:
+        """out[r, k] = Σ_j a[r, j]·[c_j ≠ 0]·[q_jk ≠ 0] for J = c_j q_jk, by :func:`semitorch.kernels.affine_count`.
+
+        q is formed in the op's dtype, as by the other semirings' structured kernels, so a
+        Jacobian entry is an edge for Count exactly where it is one for Log or MaxProduct.
+        """
+        xp = _xp(a)
+        g = xp.where(xp.asarray(c) != 0, a, 0).astype(a.dtype, copy=False)
+        return kernels.affine_count(g, u, v, p, D), None
 
 
 @register_semiring
