@@ -21,7 +21,7 @@ import semitorch as st
 from semitorch import kernels
 from semitorch.kernels import numba_cpu, reference
 from semitorch.paths import read_path
-from semitorch.semirings import Count, Entropy, KBest, Log, MaxProduct
+from semitorch.semirings import Count, Entropy, KBest, Log, MaxProduct, SignedMax
 from semitorch.semirings.base import Semiring
 
 
@@ -174,6 +174,44 @@ def test_affine_count_forms_q_in_the_parts_dtype(mod):
     assert mod.affine_max(g.astype(f), u, v, p, D)[1][0, 0] == 1
 
 
+def oracle_signed(a, c, u, v, p, D):
+    """(max, min) of w·a[j, t] over (j, t) with w = c_j·q_jk ≠ 0 (rounded as the dense form) and a finite,
+    the first index j·2 + t on ties, by a loop in Python; (−inf, +inf) and index 0 with no candidate."""
+    R, n = c.shape
+    V = np.empty((R, n, 2), a.dtype)
+    A = np.zeros((R, n, 2), np.int64)
+    for r, k in np.ndindex(R, n):
+        cands = []
+        for j in range(n):
+            w = ((p[r] + D[r] if j == k else p[r]) + u[r, j] * v[r, k]) * c[r, j]  # the parts' rounding
+            with np.errstate(over="ignore"):  # products beyond the float range are candidates too (±inf)
+                cands += [(w * a[r, j, t], 2 * j + t) for t in range(2) if w != 0 and np.isfinite(a[r, j, t])]
+        hi = max(cands, key=lambda z: (z[0], -z[1]), default=(-np.inf, 0))
+        lo = min(cands, key=lambda z: (z[0], z[1]), default=(np.inf, 0))
+        V[r, k] = hi[0], lo[0]
+        A[r, k] = hi[1], lo[1]
+    return V, A
+
+
+@pytest.mark.parametrize("mod", MODULES, ids=lambda m: m.__name__.split(".")[-1])
+@given(case=rows(), dtype=hst.sampled_from([np.float32, np.float64]), big=hst.booleans())
+@settings(max_examples=60, deadline=None)
+def test_affine_signed_equals_oracle(mod, case, dtype, big):
+    """Signed structured rows: ties, exact zeros of q and c, rows without a path and (``big``) products
+    that overflow to ±inf, where the kernel falls back to the exact rule."""
+    g, u, v, p, D = case
+    c = (u + v).astype(dtype)  # signed, with zeros
+    a = np.stack([g, -g[:, ::-1]], axis=-1).astype(dtype)  # (max, min) pairs
+    a[g == 0] = (-np.inf, np.inf)  # no path
+    if big:
+        a *= np.finfo(dtype).max / 4
+    u, v, p, D = (x.astype(dtype) for x in (u, v, p, D))
+    val, arg = mod.affine_signed(a, c, u, v, p, D)
+    V, A = oracle_signed(a, c, u, v, p, D)
+    np.testing.assert_array_equal(val, V)
+    np.testing.assert_array_equal(arg, A)
+
+
 def oracle_kbest(g, u, v, p, D):
     """The K best g[r, j, q]·|q| over (j, q) by sorting every candidate in Python (value desc, index asc)."""
     R, n, K = g.shape
@@ -244,7 +282,7 @@ def _parts(rng, R, n, dtype, kind):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("kind", ["layer_norm", "softmax"])
-@pytest.mark.parametrize("sr", [Log(), Entropy(), MaxProduct(), KBest(3), Count()], ids=repr)
+@pytest.mark.parametrize("sr", [Log(), Entropy(), MaxProduct(), KBest(3), Count(), SignedMax()], ids=repr)
 def test_fast_affine_equals_dense_default(sr, kind, dtype):
     rng = np.random.default_rng(3)
     R, n = 7, 12
@@ -313,6 +351,10 @@ class DenseCount(_Dense, Count):
     """Count through dense Jacobians."""
 
 
+class DenseSigned(_Dense, SignedMax):
+    """SignedMax through dense Jacobians."""
+
+
 def _encoder(dtype):
     from semitorch.nn.bert import BertConfig, BertEncoder
 
@@ -334,6 +376,7 @@ def _encoder(dtype):
         (MaxProduct(), DenseMax()),
         (KBest(3), DenseKBest(3)),
         (Count(), DenseCount()),
+        (SignedMax(), DenseSigned()),
     ],
 )
 def test_encoder_backward_same_with_and_without_structure(fast, dense, dtype):

@@ -13,7 +13,8 @@ materialises the full rows × j × k candidate array.
   layer_norm / softmax / log_softmax, |q[r, j, k]| = |D[r]·[j = k] + p[r] + u[r, j]·v[r, k]|,
   over j, without storing the (R, n, n) Jacobian (sum; max and arg-max; sum and Σ|q| log|q|);
   :func:`affine_kbest` takes ``g (R, n, K)`` and keeps the K best over (j, rank);
-  :func:`affine_count` sums ``g`` over the j's with q ≠ 0 (path counting).
+  :func:`affine_count` sums ``g`` over the j's with q ≠ 0 (path counting);
+  :func:`affine_signed` is :func:`signed_vecmat` on the signed c·q.
 
 :data:`BACKEND` is ``"numba"`` when numba is importable and ``"numpy"`` otherwise; the
 environment variable ``SEMITORCH_KERNELS=numpy`` forces the reference. cupy arrays of
@@ -42,6 +43,7 @@ __all__ = [
     "affine_entropy",
     "affine_kbest",
     "affine_max",
+    "affine_signed",
     "affine_sum",
     "exp_shift",
     "gather_last",
@@ -159,6 +161,16 @@ def affine_count(g: Array, u: Array, v: Array, p: Array, D: Array) -> Array:
     """
     fast = _affine_fast(g)
     return (fast or reference).affine_count(g, u, v, p, D)
+
+
+def affine_signed(a: Array, c: Array, u: Array, v: Array, p: Array, D: Array) -> tuple[Array, Array]:
+    """:func:`signed_vecmat` of ``a`` (R, n, 2) with the signed structured rows J[r, j, k] = c[r, j]·q[r, j, k].
+
+    ``c``, ``u``, ``v`` are (R, n), ``p``, ``D`` (R,); the edges are formed as the dense form rounds
+    them (q, then q·c; 0 = no edge), so the result equals the dense contraction exactly.
+    """
+    fast = _affine_fast(a)
+    return (fast or reference).affine_signed(a, c, u, v, p, D)
 
 
 def affine_max(g: Array, u: Array, v: Array, p: Array, D: Array) -> tuple[Array, Array]:

@@ -526,6 +526,96 @@ def _affine_count_par(g, u, v, p, D, S, nchunks):
         _affine_count_rows(g, u, v, p, D, S, c * R // nchunks, (c + 1) * R // nchunks)
 
 
+@njit(cache=True, nogil=True)
+def _affine_signed_rows(a, c, u, v, p, D, val, arg, r0, r1):
+    # The signed kernel's loop (see _signed_rows: invalid candidates are NaN, an infinite one
+    # sends the output to the exact rule) on the edges w_jk = c_j·q_jk, formed with the dense
+    # form's rounding: q = (p + D·[j = k]) + u_j·v_k, then q·c_j.
+    n = a.shape[1]
+    neg = a.dtype.type(-np.inf)
+    pos = a.dtype.type(np.inf)
+    nan = neg - neg
+    hi = np.empty(n, dtype=a.dtype)
+    lo = np.empty(n, dtype=a.dtype)
+    ghi = np.empty(n, dtype=np.int32)
+    glo = np.empty(n, dtype=np.int32)
+    dk = np.zeros(n, dtype=a.dtype)  # D at k = j, 0 elsewhere: the diagonal inside the vector loop
+    wk = np.empty(n, dtype=a.dtype)
+    for r in range(r0, r1):
+        ar = a[r]
+        vr = v[r]
+        pr = p[r]
+        for kk in range(n):
+            hi[kk] = neg
+            lo[kk] = pos
+            ghi[kk] = 0
+            glo[kk] = 0
+        for jj in range(n):
+            a0 = ar[jj, 0]
+            a1 = ar[jj, 1]
+            f0 = np.isfinite(a0)
+            f1 = np.isfinite(a1)
+            cj = c[r, jj]
+            if not (f0 or f1) or cj == 0:
+                continue
+            if not f0:
+                a0 = nan
+            if not f1:
+                a1 = nan
+            uj = u[r, jj]
+            q0 = np.int32(2 * jj)
+            q1 = np.int32(2 * jj + 1)
+            dk[jj] = D[r]
+            for kk in range(n):
+                wv = ((pr + dk[kk]) + uj * vr[kk]) * cj
+                if wv == 0:
+                    wv = nan  # no edge: never selected
+                mx = hi[kk]
+                mn = lo[kk]
+                gx = ghi[kk]
+                gn = glo[kk]
+                y = wv * a0
+                if y > mx:
+                    mx = y
+                    gx = q0
+                if y < mn:
+                    mn = y
+                    gn = q0
+                y = wv * a1
+                if y > mx:
+                    mx = y
+                    gx = q1
+                if y < mn:
+                    mn = y
+                    gn = q1
+                hi[kk] = mx
+                lo[kk] = mn
+                ghi[kk] = gx
+                glo[kk] = gn
+            dk[jj] = 0
+        vo = val[r]
+        go = arg[r]
+        for kk in range(n):
+            if hi[kk] == pos or lo[kk] == neg:  # an infinite candidate: redo by the exact rule
+                dk[kk] = D[r]  # (a literal 0 here would make the sum float64: other rounding)
+                for jj in range(n):
+                    wk[jj] = ((pr + dk[jj]) + u[r, jj] * vr[kk]) * c[r, jj]
+                dk[kk] = 0
+                vo[kk, 0], vo[kk, 1], go[kk, 0], go[kk, 1] = _signed_exact(ar, wk, nan)
+            else:
+                vo[kk, 0] = hi[kk]
+                vo[kk, 1] = lo[kk]
+                go[kk, 0] = ghi[kk]
+                go[kk, 1] = glo[kk]
+
+
+@njit(cache=True, parallel=True)
+def _affine_signed_par(a, c, u, v, p, D, val, arg, nchunks):
+    R = a.shape[0]
+    for i in prange(nchunks):
+        _affine_signed_rows(a, c, u, v, p, D, val, arg, i * R // nchunks, (i + 1) * R // nchunks)
+
+
 @njit(cache=True, nogil=True, inline="always")
 def _max_step(y, jj, o, a):
     """One candidate (value y, index jj) against the incumbent (o, a): strictly greater replaces."""
@@ -1269,6 +1359,22 @@ def affine_count(g: Array, u: Array, v: Array, p: Array, D: Array) -> Array:
     return S
 
 
+def affine_signed(a: Array, c: Array, u: Array, v: Array, p: Array, D: Array) -> tuple[Array, Array]:
+    """Numba twin of :func:`semitorch.kernels.reference.affine_signed`."""
+    R, n = a.shape[:2]
+    af = np.ascontiguousarray(a)
+    c, u, v, p, D = _affine_args(c, u, v, p, D)
+    c, u, v, p, D = (x.astype(af.dtype, copy=False) for x in (c, u, v, p, D))
+    val = np.empty((R, n, 2), dtype=af.dtype)
+    arg = np.empty((R, n, 2), dtype=np.int64)
+    nch = _nchunks(R, R * n * n * 2)
+    if nch:
+        _affine_signed_par(af, c, u, v, p, D, val, arg, nch)
+    else:
+        _affine_signed_rows(af, c, u, v, p, D, val, arg, 0, R)
+    return val, arg
+
+
 def affine_max(g: Array, u: Array, v: Array, p: Array, D: Array) -> tuple[Array, Array]:
     """Numba twin of :func:`semitorch.kernels.reference.affine_max`."""
     g, u, v, p, D = _affine_args(g, u, v, p, D)
@@ -1424,6 +1530,7 @@ def warmup() -> None:
                 affine_sum(a, a, a, a[0], a[0])
                 affine_max(a, a, a, a[0], a[0])
                 affine_count(a.astype(np.float64), a, a, a[0], a[0])
+                affine_signed(ak, a, a, a, a[0], a[0])
                 affine_entropy(a, a, a, a[0], a[0])
                 affine_entropy(a, a + 1, a + 1, a[0], a[0])  # u ≠ −v: the general kernel
                 affine_kbest(ak, a, a, a[0], a[0])

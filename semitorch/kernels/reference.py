@@ -211,8 +211,8 @@ def signed_vecmat(a: Array, w: Array, chunk_elems: int = CHUNK_ELEMS) -> tuple[A
 # |q| over j without ever storing the (R, n, n) Jacobian. ``p`` and ``D`` are (R,).
 
 
-def affine_q(u: Array, v: Array, p: Array, D: Array) -> Array:
-    """The dense (R, n, n) |q| of a block of rows, with the same rounding as the kernels.
+def affine_q_signed(u: Array, v: Array, p: Array, D: Array) -> Array:
+    """The dense (R, n, n) q of a block of rows, with the same rounding as the kernels.
 
     Off the diagonal q = p + u_j·v_k; on it q = (D + p) + u_j·v_j.
     """
@@ -221,7 +221,12 @@ def affine_q(u: Array, v: Array, p: Array, D: Array) -> Array:
     n = u.shape[1]
     i = xp.arange(n)
     q[:, i, i] = (p + D)[:, None] + u * v
-    return xp.abs(q)
+    return q
+
+
+def affine_q(u: Array, v: Array, p: Array, D: Array) -> Array:
+    """|q| of :func:`affine_q_signed`."""
+    return xp_of(u).abs(affine_q_signed(u, v, p, D))
 
 
 def _affine_blocks(R: int, n: int, chunk_elems: int, per: int = 1) -> Iterator[slice]:
@@ -246,6 +251,27 @@ def affine_count(g: Array, u: Array, v: Array, p: Array, D: Array, chunk_elems: 
     for rs in _affine_blocks(g.shape[0], g.shape[1], chunk_elems):
         S[rs] = xp.einsum("rj,rjk->rk", g[rs], (affine_q(u[rs], v[rs], p[rs], D[rs]) != 0).astype(g.dtype))
     return S
+
+
+def affine_signed(
+    a: Array, c: Array, u: Array, v: Array, p: Array, D: Array, chunk_elems: int = CHUNK_ELEMS
+) -> tuple[Array, Array]:
+    """:func:`signed_vecmat` of ``a`` (R, n, 2) with the signed row Jacobians J[r, j, k] = c[r, j]·q[r, j, k].
+
+    The edges are formed as the dense form rounds them (q, then q·c); built a block of rows at a time.
+    """
+    xp = xp_of(a)
+    R, n = a.shape[:2]
+    val = xp.empty((R, n, 2), dtype=a.dtype)
+    arg = xp.zeros((R, n, 2), dtype=xp.int64)
+    shapes = [(R, n)] * 3 + [(R,)] * 2
+    parts = zip((c, u, v, p, D), shapes, strict=True)
+    c, u, v, p, D = (xp.broadcast_to(xp.asarray(x, dtype=a.dtype), s) for x, s in parts)
+    for rs in _affine_blocks(R, n, chunk_elems, 2):
+        J = affine_q_signed(u[rs], v[rs], p[rs], D[rs]) * c[rs][:, :, None]  # (R, j, k)
+        vb, ab = signed_vecmat(a[rs][:, None], xp.swapaxes(J, -1, -2), chunk_elems)
+        val[rs], arg[rs] = vb[:, 0], ab[:, 0]
+    return val, arg
 
 
 def affine_max(g: Array, u: Array, v: Array, p: Array, D: Array, chunk_elems: int = CHUNK_ELEMS) -> tuple[Array, Array]:

@@ -29,7 +29,8 @@ class SignedMax(Semiring):
     Selective: each component keeps its own backpointer; a negative edge swaps the
     roles (the max comes from the consumer's min). Linear scale, so very deep products
     may under/overflow: use :class:`MaxProduct` for magnitudes. ``vecmat`` is the
-    signed kernel of :mod:`semitorch.kernels`.
+    signed kernel of :mod:`semitorch.kernels`; structured row Jacobians (layer_norm,
+    softmax, log_softmax) go through :func:`semitorch.kernels.affine_signed`.
     Reference: Du et al., ACL 2023, §4 and their released code (brunoflow's max-product
     semiring on signed values).
     """
@@ -42,6 +43,7 @@ class SignedMax(Semiring):
     selective = True
     prep_key = "signed"
     vshape = (2,)
+    fast_affine = True
 
     def zeros(self, xp: Any, shape: tuple[int, ...], dtype: Any) -> Array:
         """(−∞, +∞): no path."""
@@ -144,6 +146,16 @@ class SignedMax(Semiring):
     def vecmat_prepared(self, a: Array, src: Array | None, P: Array) -> tuple[Array, Array | None]:
         """The signed kernel with the prepared W."""
         val, arg = kernels.signed_vecmat(a, P.astype(a.dtype, copy=False))
+        return val, gather_src(src, arg, 2)
+
+    def affine_vecmat(
+        self, a: Array, src: Array | None, c: Array, D: Array, p: Array, u: Array, v: Array, logc: Array | None = None
+    ) -> tuple[Array, Array | None]:
+        """The signed kernel on the structured rows J = c_j q_jk (:func:`semitorch.kernels.affine_signed`).
+
+        The edges are rounded as the dense J would be, so values and backpointers equal the dense path's.
+        """
+        val, arg = kernels.affine_signed(a, c, u, v, p, D)
         return val, gather_src(src, arg, 2)
 
     # ---- reading paths (used by semitorch.paths) ----------------------------------------
