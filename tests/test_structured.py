@@ -21,7 +21,7 @@ import semitorch as st
 from semitorch import kernels
 from semitorch.kernels import numba_cpu, reference
 from semitorch.paths import read_path
-from semitorch.semirings import Count, Entropy, KBest, Log, MaxProduct, SignedMax
+from semitorch.semirings import Count, Entropy, KBest, Log, LogCount, MaxProduct, SignedMax
 from semitorch.semirings.base import Semiring
 
 
@@ -282,7 +282,7 @@ def _parts(rng, R, n, dtype, kind):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("kind", ["layer_norm", "softmax"])
-@pytest.mark.parametrize("sr", [Log(), Entropy(), MaxProduct(), KBest(3), Count(), SignedMax()], ids=repr)
+@pytest.mark.parametrize("sr", [Log(), Entropy(), MaxProduct(), KBest(3), Count(), LogCount(), SignedMax()], ids=repr)
 def test_fast_affine_equals_dense_default(sr, kind, dtype):
     rng = np.random.default_rng(3)
     R, n = 7, 12
@@ -324,6 +324,16 @@ def test_underflowed_rows_are_recomputed_exactly(sr):
     np.testing.assert_allclose(lo, np.full((1, 3), want), rtol=1e-6)
 
 
+def test_logcount_underflowed_rows_are_recomputed_exactly():
+    """LogCount (float64): the best-scaled term has q = 0, the two others sit e^-800 below it, beyond
+    float64's exp range after the shift; the recheck through the dense Jacobian gives log 2 − 800."""
+    f = np.float32
+    a = np.array([[0, -800, -800]], np.float64)
+    parts = (np.ones((1, 3), f), np.zeros(1, f), np.full(1, -1, f), np.array([[1, 2, 2]], f), np.ones((1, 3), f))
+    got = LogCount().affine_vecmat(a, None, *parts)[0]
+    np.testing.assert_allclose(got, np.full((1, 3), math.log(2) - 800), rtol=1e-12)
+
+
 class _Dense:
     """Mixin: the same semiring with the structured kernels and the weight memo switched off."""
 
@@ -355,6 +365,10 @@ class DenseSigned(_Dense, SignedMax):
     """SignedMax through dense Jacobians."""
 
 
+class DenseLogCount(_Dense, LogCount):
+    """LogCount through dense Jacobians."""
+
+
 def _encoder(dtype):
     from semitorch.nn.bert import BertConfig, BertEncoder
 
@@ -377,6 +391,7 @@ def _encoder(dtype):
         (KBest(3), DenseKBest(3)),
         (Count(), DenseCount()),
         (SignedMax(), DenseSigned()),
+        (LogCount(), DenseLogCount()),
     ],
 )
 def test_encoder_backward_same_with_and_without_structure(fast, dense, dtype):

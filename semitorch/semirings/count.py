@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import kernels
 from .base import Array, Semiring, _xp, register_semiring
-from .log import Log, rescaled_matmul
+from .log import Log, dense_recheck, recheck_limit, rescaled_matmul
 
 
 def _nonzero(w: Array, like: Array) -> Array:
@@ -112,14 +112,16 @@ class LogCount(Log):
     Lift: an edge w becomes 0 (= log 1) if w ≠ 0, else −∞ (no edge). A backward pass
     gives log(number of paths) for every input element, which stays finite where
     :class:`Count` overflows. Readout: that log count (−∞ where no path). ``vecmat``
-    is one rescaled BLAS matmul with the 0/1 pattern of W.
+    is one rescaled BLAS matmul with the 0/1 pattern of W; structured row Jacobians go
+    through :func:`semitorch.kernels.affine_count` on rescaled weights (the same edges as
+    :class:`Count`'s).
     Reference: Goodman, "Semiring Parsing", 1999 (counting semiring, in log space).
     """
 
     name = "logcount"
     prep_key = "nonzero"
-    fast_affine = False  # its lift is [w ≠ 0], not |w|: the dense pattern
-    edge_key = None
+    fast_affine = True
+    edge_key = None  # its lift is [w ≠ 0], not log|w|: nothing to share with Log
 
     def __repr__(self) -> str:
         return "LogCount()"
@@ -151,3 +153,16 @@ class LogCount(Log):
     def vecmat_prepared(self, a: Array, src: Array | None, P: Array) -> tuple[Array, None]:
         """log(exp(a − max) @ Pᵀ) + max with P = [W ≠ 0]."""
         return rescaled_matmul(a, P), None
+
+    def affine_vecmat(
+        self, a: Array, src: Array | None, c: Array, D: Array, p: Array, u: Array, v: Array, logc: Array | None = None
+    ) -> tuple[Array, None]:
+        """log Σ_j e^{a_j}·[c_j ≠ 0]·[q_jk ≠ 0] by :func:`semitorch.kernels.affine_count` on e^{a − max}.
+
+        Rows whose results fall far below their shift (where underflowed terms could matter)
+        are recomputed with the dense Jacobian, as for :class:`~semitorch.semirings.Log`.
+        """
+        xp = _xp(a)
+        g, M = kernels.exp_shift(xp.where(xp.asarray(c) != 0, a, -xp.inf))
+        out, low = kernels.log_shift_low(kernels.affine_count(g, u, v, p, D), M, recheck_limit(np.dtype(a.dtype)))
+        return dense_recheck(self, out, None, M, a, None, c, D, p, u, v, low=low)[0], None
