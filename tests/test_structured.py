@@ -415,6 +415,16 @@ def test_encoder_backward_same_with_and_without_structure(fast, dense, dtype):
         assert paths[0] == paths[1]
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_count_and_logcount_see_the_same_edges(dtype):
+    """Through layer_norm, softmax and log_softmax: log(Count) = LogCount (both count with affine_count)."""
+    out, emb = _encoder(dtype)
+    count = st.grad(out, [emb], semiring=Count())[0]
+    logcount = st.grad(out, [emb], semiring=LogCount())[0]
+    assert count.min() > 0
+    np.testing.assert_allclose(np.log(count), logcount, rtol=1e-12, atol=1e-12)
+
+
 def test_prepared_weights_made_once_per_forward():
     """A second pass (and another semiring of the same prep_key) reuses the lifted weights."""
     calls = []
