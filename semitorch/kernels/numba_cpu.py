@@ -360,6 +360,26 @@ def _signed_exact(ar, wk, nan):
     return hi, lo, ghi, glo
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _signed_step(wv, a0, a1, q0, q1, mx, mn, gx, gn):
+    """The candidates wv·a0 (index q0), then wv·a1 (q1), against the running (max, min, arg-max, arg-min)."""
+    y = wv * a0
+    if y > mx:
+        mx = y
+        gx = q0
+    if y < mn:
+        mn = y
+        gn = q0
+    y = wv * a1
+    if y > mx:
+        mx = y
+        gx = q1
+    if y < mn:
+        mn = y
+        gn = q1
+    return mx, mn, gx, gn
+
+
 @njit(cache=True, nogil=True)
 def _signed_rows(a, wT, ia, iw, val, arg, t0, t1, neg, pos):
     r = a.shape[1]
@@ -398,28 +418,7 @@ def _signed_rows(a, wT, ia, iw, val, arg, t0, t1, neg, pos):
                 wv = wr[kk]
                 if wv == 0:
                     wv = nan  # no edge: never selected
-                mx = hi[kk]
-                mn = lo[kk]
-                gx = ghi[kk]
-                gn = glo[kk]
-                y = wv * a0
-                if y > mx:
-                    mx = y
-                    gx = q0
-                if y < mn:
-                    mn = y
-                    gn = q0
-                y = wv * a1
-                if y > mx:
-                    mx = y
-                    gx = q1
-                if y < mn:
-                    mn = y
-                    gn = q1
-                hi[kk] = mx
-                lo[kk] = mn
-                ghi[kk] = gx
-                glo[kk] = gn
+                hi[kk], lo[kk], ghi[kk], glo[kk] = _signed_step(wv, a0, a1, q0, q1, hi[kk], lo[kk], ghi[kk], glo[kk])
         vo = val[b, row]
         go = arg[b, row]
         for kk in range(k):
@@ -570,28 +569,7 @@ def _affine_signed_rows(a, c, u, v, p, D, val, arg, r0, r1):
                 wv = ((pr + dk[kk]) + uj * vr[kk]) * cj
                 if wv == 0:
                     wv = nan  # no edge: never selected
-                mx = hi[kk]
-                mn = lo[kk]
-                gx = ghi[kk]
-                gn = glo[kk]
-                y = wv * a0
-                if y > mx:
-                    mx = y
-                    gx = q0
-                if y < mn:
-                    mn = y
-                    gn = q0
-                y = wv * a1
-                if y > mx:
-                    mx = y
-                    gx = q1
-                if y < mn:
-                    mn = y
-                    gn = q1
-                hi[kk] = mx
-                lo[kk] = mn
-                ghi[kk] = gx
-                glo[kk] = gn
+                hi[kk], lo[kk], ghi[kk], glo[kk] = _signed_step(wv, a0, a1, q0, q1, hi[kk], lo[kk], ghi[kk], glo[kk])
             dk[jj] = 0
         vo = val[r]
         go = arg[r]
