@@ -1316,14 +1316,19 @@ def pair_plus(a: Array, b: Array) -> Array:
     return out.reshape(a.shape)
 
 
-def _affine_args(g: Array, u: Array, v: Array, p: Array, D: Array) -> tuple[Array, ...]:
-    dt = g.dtype
-    R, n = g.shape
+def _affine_parts(R: int, n: int, dtype: Any, *xs: Array) -> tuple[Array, ...]:
+    """``xs`` as C-contiguous arrays of ``dtype``: the last two (p, D) broadcast to (R,), the others to (R, n)."""
     out = []
-    for x, shp in ((g, (R, n)), (u, (R, n)), (v, (R, n)), (p, (R,)), (D, (R,))):
-        x = np.asarray(x, dtype=dt)
+    for i, x in enumerate(xs):
+        x = np.asarray(x, dtype=dtype)
+        shp = (R,) if i >= len(xs) - 2 else (R, n)
         out.append(np.ascontiguousarray(x if x.shape == shp else np.broadcast_to(x, shp)))  # skip a no-op broadcast
     return tuple(out)
+
+
+def _affine_args(g: Array, u: Array, v: Array, p: Array, D: Array) -> tuple[Array, ...]:
+    """g, u, v (R, n) and p, D (R,) as C-contiguous arrays of g's dtype."""
+    return _affine_parts(g.shape[0], g.shape[1], g.dtype, g, u, v, p, D)
 
 
 def affine_sum(g: Array, u: Array, v: Array, p: Array, D: Array) -> Array:
@@ -1341,7 +1346,7 @@ def affine_sum(g: Array, u: Array, v: Array, p: Array, D: Array) -> Array:
 def affine_count(g: Array, u: Array, v: Array, p: Array, D: Array) -> Array:
     """Numba twin of :func:`semitorch.kernels.reference.affine_count` (q in the parts' dtype, sums in g's)."""
     gc = np.ascontiguousarray(g)
-    u, v, p, D = _affine_args(np.empty(g.shape, dtype=np.result_type(u, v, p, D)), u, v, p, D)[1:]
+    u, v, p, D = _affine_parts(gc.shape[0], gc.shape[1], np.result_type(u, v, p, D), u, v, p, D)
     S = np.empty_like(gc)
     nch = _nchunks(gc.shape[0], gc.size * gc.shape[1], contended=True)
     if nch:
@@ -1355,8 +1360,7 @@ def affine_signed(a: Array, c: Array, u: Array, v: Array, p: Array, D: Array) ->
     """Numba twin of :func:`semitorch.kernels.reference.affine_signed`."""
     R, n = a.shape[:2]
     af = np.ascontiguousarray(a)
-    c, u, v, p, D = _affine_args(c, u, v, p, D)
-    c, u, v, p, D = (x.astype(af.dtype, copy=False) for x in (c, u, v, p, D))
+    c, u, v, p, D = _affine_parts(R, n, af.dtype, c, u, v, p, D)
     val = np.empty((R, n, 2), dtype=af.dtype)
     arg = np.empty((R, n, 2), dtype=np.int64)
     nch = _nchunks(R, R * n * n * 2)
