@@ -279,6 +279,8 @@ def affine_max(g: Array, u: Array, v: Array, p: Array, D: Array, chunk_elems: in
     xp = xp_of(g)
     V = xp.zeros(g.shape, dtype=g.dtype)
     A = xp.zeros(g.shape, dtype=xp.int64)
+    if g.shape[1] == 0:  # no columns: nothing to take the arg-max of
+        return V, A
     for rs in _affine_blocks(g.shape[0], g.shape[1], chunk_elems):
         cand = g[rs][:, :, None] * affine_q(u[rs], v[rs], p[rs], D[rs])  # (R, j, k)
         i = xp.argmax(cand, axis=1)
@@ -316,6 +318,8 @@ def affine_kbest(
     R, n, K = g.shape
     V = xp.zeros((R, n, K), dtype=g.dtype)
     A = xp.zeros((R, n, K), dtype=xp.int64)
+    if n == 0:  # no columns: no candidate
+        return V, A
     for rs in _affine_blocks(R, n, chunk_elems, max(K, 1)):
         q = affine_q(u[rs], v[rs], p[rs], D[rs])  # (B, j, k)
         cand = g[rs][:, :, None, :] * q[:, :, :, None]  # (B, j, k, K)
