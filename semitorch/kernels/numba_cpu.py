@@ -257,6 +257,24 @@ def _maxplus_par(a, wT, ia, iw, val, arg, nchunks, neg):
 # eight at a time and skipping empty words made it slower again).
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _ranks_above(y, i, ov, oa):
+    """Whether the candidate (value y, index i) ranks above (ov, oa): larger value, or equal and lower index."""
+    return y > ov or (y == ov and i < oa)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _list_insert(vk, gk, y, idx, K):
+    """Put (y, idx), which ranks above the K-th entry, into the sorted K-list (vk, gk); the K-th drops out."""
+    p = K - 1
+    while p > 0 and _ranks_above(y, idx, vk[p - 1], gk[p - 1]):
+        vk[p] = vk[p - 1]
+        gk[p] = gk[p - 1]
+        p -= 1
+    vk[p] = y
+    gk[p] = idx
+
+
 @njit(cache=True, nogil=True)
 def _kbest_rows(a, order, wT, jstar, ia, iw, val, arg, t0, t1, neg):
     r = a.shape[1]
@@ -302,13 +320,7 @@ def _kbest_rows(a, order, wT, jstar, ia, iw, val, arg, t0, t1, neg):
                     idx = jj * K + q
                     if not (y > vk[K - 1] or (y == vk[K - 1] and idx < gk[K - 1] and y > neg)):
                         break  # a[jj, :] is descending: no later q can enter either
-                    p = K - 1
-                    while p > 0 and (y > vk[p - 1] or (y == vk[p - 1] and idx < gk[p - 1])):
-                        vk[p] = vk[p - 1]
-                        gk[p] = gk[p - 1]
-                        p -= 1
-                    vk[p] = y
-                    gk[p] = idx
+                    _list_insert(vk, gk, y, idx, K)
                 worst[kk] = vk[K - 1]
         for kk in range(k):  # entries still −inf (fewer than K candidates) carry index 0
             for q in range(K):
@@ -864,12 +876,6 @@ def _affine_entropy_par64(g, u, v, p, D, S, T, nchunks):
         _affine_entropy_rows64(g, u, v, p, D, S, T, c * R // nchunks, (c + 1) * R // nchunks)
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _ranks_above(y, i, ov, oa):
-    """Whether the candidate (value y, index i) ranks above (ov, oa): larger value, or equal and lower index."""
-    return y > ov or (y == ov and i < oa)
-
-
 @njit(cache=True, nogil=True)
 def _affine_kbest_rows(g, g0, u, v, p, D, order, jstar, V, A, r0, r1):
     # The k-best kernel's scheme (see _kbest_rows) on the structured rows: per row, each k's
@@ -931,13 +937,7 @@ def _affine_kbest_rows(g, g0, u, v, p, D, order, jstar, V, A, r0, r1):
                     idx = j * K + i
                     if y == 0 or not _ranks_above(y, idx, vk[K - 1], ak[K - 1]):
                         break  # the rest of this list ranks lower still
-                    t = K - 1
-                    while t > 0 and _ranks_above(y, idx, vk[t - 1], ak[t - 1]):
-                        vk[t] = vk[t - 1]
-                        ak[t] = ak[t - 1]
-                        t -= 1
-                    vk[t] = y
-                    ak[t] = idx
+                    _list_insert(vk, ak, y, idx, K)
                 worst[k] = vk[K - 1]
         for k in range(n):
             for i in range(K):
