@@ -246,6 +246,33 @@ def test_kbest_short_lists_keep_index_zero(mode, dtype):
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_kbest_many_j_prune_live_outputs(mode, dtype):
+    """Hundreds of j's, so the numba kernel's bucket order and its dropping of settled outputs run
+    many times: rows of equal best entries (one bucket), of a span that overflows, of integer ties,
+    with three finite j's, and an output with no edge; the K best equal the reference's."""
+    rng = np.random.default_rng(3)
+    R, n, k, K = 6, 300, 200, 4
+    a = -np.sort(-rng.normal(size=(R, n, K)) * 3, axis=-1)
+    a[1] = np.minimum(a[1], 0.5)
+    a[1, :, 0] = 0.5  # every j's best entry equal: a single bucket
+    big = np.finfo(dtype).max / 2
+    a[2, :150, 0] = big  # hi − lo overflows to inf
+    a[2, 150:, 0] = -big
+    a[2] = -np.sort(-a[2], axis=-1)
+    a[3] = -np.sort(-rng.integers(-3, 3, size=(n, K)), axis=-1)  # ties everywhere
+    a[4, 3:] = NEG  # three finite j's
+    a[5, ::2, 1:] = NEG  # short lists
+    w = rng.normal(size=(k, n))
+    w[7] = NEG  # an output with no edge
+    w[rng.random(w.shape) < 0.1] = NEG
+    w[50:60] = np.round(w[50:60])  # ties across j
+    a, w = a.astype(dtype), w.astype(dtype)
+    with forced(mode) as fast:
+        _same(fast.kbest_vecmat(a, w), reference.kbest_vecmat(a, w), np.dtype(dtype))
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_larger_shapes_match_reference(mode, dtype):
     """Shapes past the k-tile (512), 7 rows (a group of four, a pair, one), j not a multiple of 4, a batch of 3."""
     rng = np.random.default_rng(0)
