@@ -1596,9 +1596,9 @@ def kbest_vecmat(a: Array, logw: Array) -> tuple[Array, Array]:
         arg.fill(0)
         return val.reshape(batch + (r, k, K)), arg.reshape(batch + (r, k, K))
     jstar = _best_rank0(af, wT, ia, iw)
-    # up to K insertions per candidate; counted twice over, so that the attention-sized calls of
-    # the benchmark ((12·32 rows, 32 × 32), K = 5) run on both threads: 0.63 → 0.40 ms a call
-    nch = _nchunks(rows, 2 * rows * k * j * K)
+    # up to K insertions per candidate, each several times a max-add: counted 4×, so that the
+    # attention-sized calls of the benchmark ((12·32 rows, 32 × 32), K = 5) run on both threads
+    nch = _nchunks(rows, 4 * rows * k * j * K)
     if nch:
         _kbest_par(af, wT, jstar, ia, iw, val, arg, nch, neg)
     else:
