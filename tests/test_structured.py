@@ -260,6 +260,68 @@ def test_affine_kbest_equals_oracle(mod, case, K, cut):
     np.testing.assert_array_equal(arg, A)
 
 
+@pytest.mark.parametrize("mod", [numba_cpu, _NumbaParallel()], ids=["numba", "numba-parallel"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind", ["layer_norm", "softmax", "general", "ties"])
+def test_affine_kbest_many_columns_equal_reference(mod, dtype, kind):
+    """Rows of hundreds of columns, so the numba kernel's per-block bound drops outputs many times:
+    layer_norm-like rows (p = −1, D = n, u = −v, the diagonal on top), softmax-like ones (p = 0,
+    D = 1), general ones (D = 0: no diagonal advantage, signs mixed) and small-integer ones full of
+    ties and exact zeros of q; K = 5 with short lists. Values and indices equal the reference's."""
+    rng = np.random.default_rng(["layer_norm", "softmax", "general", "ties"].index(kind))
+    R, n, K = 5, 200, 5
+    g = rng.random((R, n, K)) * np.exp(rng.normal(size=(R, n, 1)) * 3)
+    g[0, ::3] = 0  # no path through these j's
+    g[1, :, 2:] = 0  # two entries per j
+    g[2, 5:] = 0  # five j's with a value
+    v = rng.standard_normal((R, n)) * np.where(rng.random((R, n)) < 0.05, 20, 1)  # a few outliers
+    if kind == "layer_norm":
+        u, p, D = -v, np.full(R, -1.0), np.full(R, float(n))
+    elif kind == "softmax":
+        s = rng.dirichlet(np.ones(n), size=R)
+        u, v, p, D = -s, np.ones((R, n)), np.zeros(R), np.ones(R)
+    elif kind == "general":
+        u, p, D = rng.standard_normal((R, n)), rng.standard_normal(R), np.zeros(R)
+    else:
+        g = np.round(g * 2) / 2
+        u, v = rng.integers(-2, 3, (2, R, n)).astype(float)
+        p, D = np.array([-1.0, 0.0, 2.0, -4.0, 1.0]), np.array([0.0, 1.0, 3.0, 0.0, -1.0])
+    g = -np.sort(-g, axis=-1)
+    args = [x.astype(dtype) for x in (g, u, v, p, D)]
+    want = reference.affine_kbest(*args)
+    got = mod.affine_kbest(*args)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
+
+
+def test_affine_kbest_bound_allows_for_rounding():
+    """float32 rows of thirds and sevenths, where a candidate rounds a little above the numba
+    kernel's per-block bound computed without its rounding allowance: the search below finds such
+    rows (the kernel run with ``slack = 0`` disagrees with the reference on them), and with the
+    allowance the kernel equals the reference on every one."""
+    rng = np.random.default_rng(0)
+    f = np.float32
+    R, n, K = 1, 40, 2
+    sharp = 0
+    for _ in range(1500):
+        g0 = rng.choice([1.0, 0.7, 0.3, 1 / 3, 0.1], size=(R, n)).astype(f)
+        g = np.stack([g0, g0 * f(0.5)], -1)
+        v = (rng.integers(-5, 6, (R, n)) / 3).astype(f)
+        u = (rng.integers(-5, 6, (R, n)) / 7).astype(f)
+        p = np.array([rng.choice([-1 / 3, 0.1, 1 / 7])], f)
+        D = np.array([rng.choice([0.0, 1.0])], f)
+        want = reference.affine_kbest(g, u, v, p, D)
+        V, A = np.zeros((R, n, K), f), np.zeros((R, n, K), np.int64)
+        numba_cpu._affine_kbest_rows(g, u, v, p, D, V, A, 0, R, f(0))
+        if np.array_equal(V, want[0]) and np.array_equal(A, want[1]):
+            continue
+        sharp += 1
+        got = numba_cpu.affine_kbest(g, u, v, p, D)
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+    assert sharp >= 2  # the search found rows where the allowance matters
+
+
 @pytest.mark.parametrize("sym", [False, True], ids=["general", "symmetric"])
 @pytest.mark.parametrize("n", [5, 64, 384])
 def test_float32_kernels_close_to_float64_oracle(n, sym):
