@@ -330,7 +330,7 @@ _KB_LIVE_EVERY = 32  # j's between two prunings of the live outputs
 
 
 @njit(cache=True, nogil=True)
-def _kbest_rows(a, wT, jstar, ia, iw, val, arg, t0, t1, neg):
+def _kbest_rows(a, wT, wmax, jstar, ia, iw, val, arg, t0, t1, neg):
     r = a.shape[1]
     n = a.shape[2]
     K = a.shape[3]
@@ -341,28 +341,19 @@ def _kbest_rows(a, wT, jstar, ia, iw, val, arg, t0, t1, neg):
     live = np.empty(k, dtype=np.int32)
     v = np.empty((k, K), dtype=a.dtype)
     g = np.empty((k, K), dtype=np.int32)
-    wmax = np.empty(k, dtype=a.dtype)
     x0 = np.empty(n, dtype=a.dtype)
     od = np.empty(n, dtype=np.int32)
     bk = np.empty(n, dtype=np.int32)
     nb = max(1, n)
     cnt = np.empty(nb + 1, dtype=np.int64)
     bmax = np.empty(nb, dtype=a.dtype)
-    wlast = -1
     for t in range(t0, t1):
         b = t // r
         row = t - b * r
         ar = a[ia[b], row]
         w = wT[iw[b]]
+        wm = wmax[iw[b]]  # max_j w[j, k], for the live test
         js = jstar[b, row]
-        if iw[b] != wlast:  # max_j w[j, k], for the live test
-            wlast = iw[b]
-            for kk in range(k):
-                wmax[kk] = neg
-            for jj in range(n):
-                wr = w[jj]
-                for kk in range(k):
-                    wmax[kk] = max(wmax[kk], wr[kk])
         for jj in range(n):
             x0[jj] = ar[jj, 0]
         nf = _bucket_order(x0, od, bk, cnt, bmax)
@@ -392,12 +383,12 @@ def _kbest_rows(a, wT, jstar, ia, iw, val, arg, t0, t1, neg):
                 if dense:
                     for kk in range(k):
                         live[m] = kk
-                        m += not bound + wmax[kk] < worst[kk]  # NaN (∞ − ∞) stays live
+                        m += not bound + wm[kk] < worst[kk]  # NaN (∞ − ∞) stays live
                 else:
                     for i in range(nlive):
                         kk = live[i]
                         live[m] = kk
-                        m += not bound + wmax[kk] < worst[kk]  # NaN (∞ − ∞) stays live
+                        m += not bound + wm[kk] < worst[kk]  # NaN (∞ − ∞) stays live
                 nlive = m
                 dense = 2 * m > k  # over half still live: the contiguous test of all k is cheaper
                 if nlive == 0:
@@ -441,10 +432,10 @@ def _kbest_rows(a, wT, jstar, ia, iw, val, arg, t0, t1, neg):
 
 
 @njit(cache=True, parallel=True)
-def _kbest_par(a, wT, jstar, ia, iw, val, arg, nchunks, neg):
+def _kbest_par(a, wT, wmax, jstar, ia, iw, val, arg, nchunks, neg):
     n = ia.shape[0] * a.shape[1]
     for c in prange(nchunks):
-        _kbest_rows(a, wT, jstar, ia, iw, val, arg, c * n // nchunks, (c + 1) * n // nchunks, neg)
+        _kbest_rows(a, wT, wmax, jstar, ia, iw, val, arg, c * n // nchunks, (c + 1) * n // nchunks, neg)
 
 
 # ---- signed max / min ---------------------------------------------------------------------
@@ -1651,13 +1642,14 @@ def kbest_vecmat(a: Array, logw: Array) -> tuple[Array, Array]:
         arg.fill(0)
         return val.reshape(batch + (r, k, K)), arg.reshape(batch + (r, k, K))
     jstar = _best_rank0(af, wT, ia, iw)
+    wmax = wT.max(axis=1)  # (Bw, k): once here, not in every chunk of rows
     # up to K insertions per candidate, each several times a max-add: counted 4×, so that the
     # attention-sized calls of the benchmark ((12·32 rows, 32 × 32), K = 5) run on both threads
     nch = _nchunks(rows, 4 * rows * k * j * K)
     if nch:
-        _kbest_par(af, wT, jstar, ia, iw, val, arg, nch, neg)
+        _kbest_par(af, wT, wmax, jstar, ia, iw, val, arg, nch, neg)
     else:
-        _kbest_rows(af, wT, jstar, ia, iw, val, arg, 0, rows, neg)
+        _kbest_rows(af, wT, wmax, jstar, ia, iw, val, arg, 0, rows, neg)
     return val.reshape(batch + (r, k, K)), arg.reshape(batch + (r, k, K))
 
 
