@@ -107,8 +107,9 @@ def _plain_float32(g, u, v, p, D):
 @given(case=rows(np.float32))
 @settings(max_examples=40, deadline=None)
 def test_affine_sum_and_max_bitwise_equal_plain_loop(mod, case):
-    """The two-j-per-pass kernels add each S[k] in j order and meet each incumbent in j order: the
-    same floats as a plain loop, bit for bit (ties included), in float32."""
+    """The sum kernel adds each S[k] in j order (two j's per pass), and the max kernel breaks ties
+    by the lowest j whatever order it visits them in: the same floats as a plain loop, bit for bit
+    (ties included), in float32."""
     S, V, A = _plain_float32(*case)
     np.testing.assert_array_equal(mod.affine_sum(*case), S)
     val, arg = mod.affine_max(*case)
@@ -263,13 +264,15 @@ def test_affine_kbest_equals_oracle(mod, case, K, cut):
 @pytest.mark.parametrize("mod", [numba_cpu, _NumbaParallel()], ids=["numba", "numba-parallel"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("kind", ["layer_norm", "softmax", "general", "ties"])
-def test_affine_kbest_many_columns_equal_reference(mod, dtype, kind):
-    """Rows of hundreds of columns, so the numba kernel's per-block bound drops outputs many times:
+@pytest.mark.parametrize("n", [50, 200])
+def test_affine_kbest_many_columns_equal_reference(mod, dtype, kind, n):
+    """Rows of 50 (j's in index order) and 200 columns (by decreasing g), so the numba max and k-best
+    kernels' per-block bound drops outputs many times:
     layer_norm-like rows (p = −1, D = n, u = −v, the diagonal on top), softmax-like ones (p = 0,
     D = 1), general ones (D = 0: no diagonal advantage, signs mixed) and small-integer ones full of
     ties and exact zeros of q; K = 5 with short lists. Values and indices equal the reference's."""
     rng = np.random.default_rng(["layer_norm", "softmax", "general", "ties"].index(kind))
-    R, n, K = 5, 200, 5
+    R, K = 5, 5
     g = rng.random((R, n, K)) * np.exp(rng.normal(size=(R, n, 1)) * 3)
     g[0, ::3] = 0  # no path through these j's
     g[1, :, 2:] = 0  # two entries per j
@@ -292,34 +295,40 @@ def test_affine_kbest_many_columns_equal_reference(mod, dtype, kind):
     got = mod.affine_kbest(*args)
     np.testing.assert_array_equal(got[0], want[0])
     np.testing.assert_array_equal(got[1], want[1])
+    g0 = np.ascontiguousarray(args[0][..., 0])  # the structured max kernel: the same bound, K = 1
+    want = reference.affine_max(g0, *args[1:])
+    got = mod.affine_max(g0, *args[1:])
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
 
 
 def test_affine_kbest_bound_allows_for_rounding():
     """float32 rows of thirds and sevenths, where a candidate rounds a little above the numba
-    kernel's per-block bound computed without its rounding allowance: the search below finds such
-    rows (the kernel run with ``slack = 0`` disagrees with the reference on them), and with the
-    allowance the kernel equals the reference on every one."""
+    kernels' per-block bound computed without its rounding allowance: the search below finds such
+    rows (the k-best and max kernels run with ``slack = 0`` disagree with the reference on them),
+    and with the allowance both kernels equal the reference on every one."""
     rng = np.random.default_rng(0)
     f = np.float32
-    R, n, K = 1, 40, 2
-    sharp = 0
-    for _ in range(1500):
+    R, n, K = 1, 80, 2  # over 64 columns: the kernels visit j's by decreasing g
+    sharp = {"kbest": 0, "max": 0}
+    for _ in range(800):
         g0 = rng.choice([1.0, 0.7, 0.3, 1 / 3, 0.1], size=(R, n)).astype(f)
         g = np.stack([g0, g0 * f(0.5)], -1)
         v = (rng.integers(-5, 6, (R, n)) / 3).astype(f)
         u = (rng.integers(-5, 6, (R, n)) / 7).astype(f)
         p = np.array([rng.choice([-1 / 3, 0.1, 1 / 7])], f)
         D = np.array([rng.choice([0.0, 1.0])], f)
-        want = reference.affine_kbest(g, u, v, p, D)
-        V, A = np.zeros((R, n, K), f), np.zeros((R, n, K), np.int64)
-        numba_cpu._affine_kbest_rows(g, u, v, p, D, V, A, 0, R, f(0))
-        if np.array_equal(V, want[0]) and np.array_equal(A, want[1]):
-            continue
-        sharp += 1
-        got = numba_cpu.affine_kbest(g, u, v, p, D)
-        np.testing.assert_array_equal(got[0], want[0])
-        np.testing.assert_array_equal(got[1], want[1])
-    assert sharp >= 2  # the search found rows where the allowance matters
+        for name, x, shape in (("kbest", g, (R, n, K)), ("max", g0, (R, n))):
+            want = getattr(reference, "affine_" + name)(x, u, v, p, D)
+            V, A = np.zeros(shape, f), np.zeros(shape, np.int64)
+            getattr(numba_cpu, f"_affine_{name}_rows")(x, u, v, p, D, V, A, 0, R, f(0))
+            if np.array_equal(V, want[0]) and np.array_equal(A, want[1]):
+                continue
+            sharp[name] += 1
+            got = getattr(numba_cpu, "affine_" + name)(x, u, v, p, D)
+            np.testing.assert_array_equal(got[0], want[0])
+            np.testing.assert_array_equal(got[1], want[1])
+    assert sharp["kbest"] >= 2 and sharp["max"] >= 1, sharp  # the search found rows where the allowance matters
 
 
 @pytest.mark.parametrize("sym", [False, True], ids=["general", "symmetric"])
