@@ -4,9 +4,12 @@ Each kernel has a serial row-range worker (``_*_rows``, compiled once and cached
 disk) and a ``prange`` driver that splits the flat (batch × rows) index over
 threads; small problems call the worker directly and skip the thread launch.
 ``w`` is transposed once per call to a (batch, j, k) layout, so the innermost loop
-runs over contiguous k. Candidates are visited in increasing index order and
-replace the incumbent only when strictly better, so ties go to the lowest index,
-exactly as in :mod:`semitorch.kernels.reference`. No fastmath: comparisons are exact.
+runs over contiguous k. Ties go to the lowest index, exactly as in
+:mod:`semitorch.kernels.reference`: the max-plus, signed and sum kernels visit candidates
+in increasing index order and replace the incumbent only when strictly better; the k-best
+and structured max kernels visit them in an order chosen for speed and compare indices
+explicitly on equal values. Their bounds (which outputs a group of j's can still reach)
+only ever skip candidates that cannot enter. No fastmath: comparisons are exact.
 
 Inputs are assumed NaN-free and ``logw`` free of +inf; ``kbest_vecmat`` relies on
 ``a`` being sorted descending along its last axis (it stops early on it).
@@ -557,9 +560,10 @@ def _signed_par(a, wT, ia, iw, val, arg, nchunks, neg, pos):
 #
 # q[r, j, k] = D[r]·[j = k] + p[r] + u[r, j]·v[r, k] (see reference.affine_q). For each row
 # the j loop is outer and the k loop inner and contiguous, so that every inner loop is
-# a vectorisable elementwise update of the running (sum) or (max, arg) per k. The sum and
-# max kernels take two j's per pass and redo the diagonal entries after it; the k-best
-# kernel brings the diagonal into its loop through an array holding D at k = j, 0 elsewhere.
+# a vectorisable elementwise update of the running (sum) or (max, arg) per k. The sum
+# kernel takes two j's per pass and redoes the diagonal entries after it; the max and
+# k-best kernels start each k from its diagonal entry, skip j = k afterwards, and leave out
+# the blocks of j's that a bound says cannot reach an output (_block_live).
 
 
 @njit(cache=True, nogil=True)
