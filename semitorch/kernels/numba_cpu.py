@@ -755,6 +755,21 @@ def _block_live(g0, ur, vr, pr, od, b0, b1, slack, worst, ub, live):
     return m
 
 
+@njit(cache=True, nogil=True)
+def _block_buffers(n, like):
+    """Scratch for _block_live and _positive_order on rows of n: (ub, live, x, od, bk, cnt, bmax)."""
+    m = max(1, n)
+    return (
+        np.empty(n, dtype=like.dtype),
+        np.empty(n, dtype=np.int32),
+        np.empty(n, dtype=like.dtype),
+        np.empty(n, dtype=np.int32),
+        np.empty(n, dtype=np.int32),
+        np.empty(m + 1, dtype=np.int64),
+        np.empty(m, dtype=like.dtype),
+    )
+
+
 @njit(cache=True, nogil=True, inline="always")
 def _positive_order(g0, x, od, bk, cnt, bmax):
     """The j's with g0_j > 0 into ``od`` (returns how many): by decreasing g0 (_bucket_order) on rows
@@ -782,13 +797,7 @@ def _affine_max_rows(g, u, v, p, D, V, A, r0, r1, slack):
     # MaxProduct pass: 5.9 → 2.7 ms against a pass over every (j, k) (two j's at a time).
     n = g.shape[1]
     arg = np.empty(n, dtype=np.int32)  # int32, so that the selects below vectorise with the values
-    ub = np.empty(n, dtype=g.dtype)
-    live = np.empty(n, dtype=np.int32)
-    x = np.empty(n, dtype=g.dtype)
-    od = np.empty(n, dtype=np.int32)
-    bk = np.empty(n, dtype=np.int32)
-    cnt = np.empty(max(1, n) + 1, dtype=np.int64)
-    bmax = np.empty(max(1, n), dtype=g.dtype)
+    ub, live, x, od, bk, cnt, bmax = _block_buffers(n, g)
     for r in range(r0, r1):
         val = V[r]
         ur = u[r]
@@ -1040,6 +1049,21 @@ def _affine_entropy_par64(g, u, v, p, D, S, T, nchunks):
         _affine_entropy_rows64(g, u, v, p, D, S, T, c * R // nchunks, (c + 1) * R // nchunks)
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _enter_ranks(gj, qk, j, vk, ak, K):
+    """j's candidates gj[i]·qk (descending in i) into the sorted K-list (vk, ak) while they rank above its K-th.
+
+    Zero candidates never enter. Returns the list's new K-th value.
+    """
+    for i in range(K):
+        y = gj[i] * qk
+        idx = j * K + i
+        if y == 0 or not _ranks_above(y, idx, vk[K - 1], ak[K - 1]):
+            break  # the rest of j's list ranks lower still
+        _list_insert(vk, ak, y, idx, K)
+    return vk[K - 1]
+
+
 @njit(cache=True, nogil=True)
 def _affine_kbest_rows(g, u, v, p, D, V, A, r0, r1, slack):
     # The k-best kernel's scheme (see _kbest_rows) on the structured rows. Per row, each k's
@@ -1058,14 +1082,8 @@ def _affine_kbest_rows(g, u, v, p, D, V, A, r0, r1, slack):
     none = n * K
     qa = np.empty(n, dtype=g.dtype)
     worst = np.empty(n, dtype=g.dtype)
-    ub = np.empty(n, dtype=g.dtype)
     hit = np.empty(n, dtype=np.bool_)
-    live = np.empty(n, dtype=np.int32)
-    x = np.empty(n, dtype=g.dtype)
-    od = np.empty(n, dtype=np.int32)
-    bk = np.empty(n, dtype=np.int32)
-    cnt = np.empty(max(1, n) + 1, dtype=np.int64)
-    bmax = np.empty(max(1, n), dtype=g.dtype)
+    ub, live, x, od, bk, cnt, bmax = _block_buffers(n, g)
     for r in range(r0, r1):
         ur = u[r]
         vr = v[r]
@@ -1103,31 +1121,14 @@ def _affine_kbest_rows(g, u, v, p, D, V, A, r0, r1, slack):
                     for k in range(n):
                         if not hit[k] or k == j:  # the diagonal is in the list already
                             continue
-                        qk = qa[k]
-                        vk_ = ov[k]
-                        ak = oa[k]
-                        for i in range(K):
-                            y = g[r, j, i] * qk
-                            idx = j * K + i
-                            if y == 0 or not _ranks_above(y, idx, vk_[K - 1], ak[K - 1]):
-                                break  # the rest of this list ranks lower still
-                            _list_insert(vk_, ak, y, idx, K)
-                        worst[k] = vk_[K - 1]
+                        worst[k] = _enter_ranks(g[r, j], qa[k], j, ov[k], oa[k], K)
                 else:
                     for ii in range(m):
                         k = live[ii]
                         qk = abs(pr + uj * vr[k])
                         if gj * qk < worst[k] or k == j:
                             continue
-                        vk_ = ov[k]
-                        ak = oa[k]
-                        for i in range(K):
-                            y = g[r, j, i] * qk
-                            idx = j * K + i
-                            if y == 0 or not _ranks_above(y, idx, vk_[K - 1], ak[K - 1]):
-                                break
-                            _list_insert(vk_, ak, y, idx, K)
-                        worst[k] = vk_[K - 1]
+                        worst[k] = _enter_ranks(g[r, j], qk, j, ov[k], oa[k], K)
         for k in range(n):
             for i in range(K):
                 if ov[k, i] == 0:
