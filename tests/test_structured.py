@@ -727,3 +727,23 @@ def test_live_columns_agree_with_the_generic_check(sr):
     np.testing.assert_array_equal(want, [True, False, True, True, True, True])
     np.testing.assert_array_equal(sr.nonzero_columns(a), want)
     np.testing.assert_array_equal(sr.nonzero_columns(a[:0]), np.zeros(6, bool))  # no rows
+
+
+@pytest.mark.parametrize("sr", [Log(), Entropy(), MaxProduct(), KBest(3), SignedMax(), Count()], ids=repr)
+@pytest.mark.parametrize("op", ["softmax", "layer_norm", "empty"])
+def test_row_jacobian_with_no_live_row(sr, op):
+    """A RowJacobian whose adjoint holds no value in any row (or has no rows at all) gives 0̄ everywhere.
+
+    Found by Hypothesis in the brute-force test: k-best and entropy reshaped a 0-row subset with -1.
+    """
+    rng = np.random.default_rng(0)
+    x = st.tensor(rng.standard_normal((6, 5)), requires_grad=True)
+    none = np.array([], dtype=np.int64)
+    if op == "empty":
+        y = st.softmax(x[none], -1)  # (0, 5): no rows at all
+    else:
+        y = st.softmax(x, -1) if op == "softmax" else st.layer_norm(x)
+    out = y[none].sum() + (x * 0).sum()  # the op's adjoint is 0̄ in every row
+    got = st.grad(out, [x], semiring=sr)[0]
+    want = st.grad((x * 0).sum(), [x], semiring=sr)[0]  # the same graph without the dead branch
+    np.testing.assert_array_equal(got, want)
