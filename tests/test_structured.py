@@ -633,6 +633,64 @@ def test_pair_plus_float32_close_to_float64():
     np.testing.assert_array_equal(kernels.pair_plus(a, b), backend.pair_plus(a, b))  # float32 numpy: the backend's
 
 
+def _pairs(rng, shape):
+    """⟨L, E⟩ float32 pairs with −∞ entries (E = 0 there) and, where there are rows, one row with no path."""
+    a = np.empty(shape + (2,), np.float32)
+    a[..., 0] = rng.standard_normal(shape) * 30
+    a[..., 1] = rng.standard_normal(shape)
+    a[..., 0][rng.random(shape) < 0.2] = -np.inf
+    a[..., 0, :, 0] = -np.inf  # the first row of each matrix: no path
+    a[..., 1][a[..., 0] == -np.inf] = 0
+    return a
+
+
+@pytest.mark.parametrize("shape", [(32, 384), (2, 3, 32, 32), (4, 1536), (3, 2500), (7, 600), (1, 1), (2, 5, 3)])
+def test_pair_exp_and_log_rows_equal_the_reference(shape):
+    """The entropy vecmat's fused passes: X = [P; P∘E] with P = exp(L − m), then ⟨m + log S, (T₁ − T₂)/S⟩ and
+    the recheck flag; float32 numba against the float64 reference on the same float32 inputs (short rows,
+    long rows past the 1024-element chunk, batches, dead rows, zero sums)."""
+    rng = np.random.default_rng(len(shape) * 100 + shape[-1])
+    a = _pairs(rng, shape)
+    X, m = numba_cpu.pair_exp_rows(a)
+    np.testing.assert_array_equal(m, reference.pair_exp_rows(a)[1])  # the row max (0 for a row with no path)
+    r, j = shape[-2:]
+    P, PE = X[..., :r, :], X[..., r:, :]
+    want = np.exp((a[..., 0] - m).astype(np.float64))  # the float32 differences, as numpy forms them
+    want[want < np.finfo(np.float32).tiny] = 0  # flushed, as exp_shift: no subnormals
+    assert _ulps(P.astype(np.float64), want) <= 2
+    np.testing.assert_array_equal(P == 0, want == 0)
+    np.testing.assert_array_equal(PE, np.where(P > 0, P * a[..., 1], 0))  # one float32 product each
+    A = np.abs(rng.standard_normal(shape[:-2] + (j, j + 3))).astype(np.float32)
+    A[..., ::3, :] = 0  # zero weights: outputs whose S is 0 (no path)
+    with np.errstate(divide="ignore", invalid="ignore"):  # 0·log 0 = 0
+        B = np.where(A > 0, A * np.log(A), 0).astype(np.float32)
+    Y, T2 = X @ A, X[..., :r, :] @ B
+    for limit in (5.0, 43.7):
+        out, low = numba_cpu.pair_log_rows(Y, T2, m, limit)
+        want, wlow = reference.pair_log_rows(Y.astype(np.float64), T2.astype(np.float64), m, limit)
+        assert low == wlow
+        np.testing.assert_array_equal(np.isneginf(out[..., 0]), np.isneginf(want[..., 0]))
+        np.testing.assert_array_equal(out[..., 1][np.isneginf(out[..., 0])], 0)  # no path: ⟨−∞, 0⟩
+        np.testing.assert_allclose(out, want, rtol=2e-6, atol=1e-6)
+    backend = numba_cpu if kernels.BACKEND == "numba" else reference
+    np.testing.assert_array_equal(kernels.pair_exp_rows(a)[0], backend.pair_exp_rows(a)[0])
+    np.testing.assert_array_equal(kernels.pair_log_rows(Y, T2, m, 5.0)[0], backend.pair_log_rows(Y, T2, m, 5.0)[0])
+
+
+def test_entropy_vecmat_shapes_and_empty_contraction():
+    """One vector (j, 2), a batch, and an empty contraction (j = 0: no path) through Entropy.vecmat."""
+    rng = np.random.default_rng(4)
+    W = rng.standard_normal((5, 4)).astype(np.float32)
+    a = _pairs(rng, (3, 4))
+    full, _ = Entropy().vecmat(a, None, W)
+    one, _ = Entropy().vecmat(a[1], None, W)
+    np.testing.assert_array_equal(one, full[1])
+    batch, _ = Entropy().vecmat(np.stack([a, a]), None, W)
+    np.testing.assert_array_equal(batch[1], full)
+    empty, _ = Entropy().vecmat(np.zeros((3, 0, 2), np.float32), None, np.zeros((5, 0), np.float32))
+    assert empty.shape == (3, 5, 2) and np.isneginf(empty[..., 0]).all() and (empty[..., 1] == 0).all()
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_dispatch_of_the_helpers(dtype):
     """float32 numpy arrays go to numba, others to the numpy reference; results agree."""

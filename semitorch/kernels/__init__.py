@@ -50,6 +50,9 @@ __all__ = [
     "kbest_merge",
     "log_shift",
     "log_shift_low",
+    "pair_exp_rows",
+    "pair_log_rows",
+    "pair_plus",
     "logaddexp",
     "kbest_vecmat",
     "maxplus_vecmat",
@@ -287,6 +290,38 @@ def pair_plus(a: Array, b: Array) -> Array:
         return reference.pair_plus(a, b)
     fast = _f32(a, b)
     return (fast or reference).pair_plus(a, b)
+
+
+def pair_exp_rows(a: Array) -> tuple[Array, Array]:
+    """The expectation semiring's vecmat input from ⟨L, E⟩ pairs ``a`` (..., r, j, 2): (X (..., 2r, j), m (..., r, 1)).
+
+    X stacks P = exp(L − m) (rows shifted by their max m, as :func:`exp_shift`) over P∘E,
+    so that one BLAS call against |W|ᵀ yields Σ P|w| and Σ P·E|w|. One fused pass in
+    numba for float32; numpy/cupy otherwise.
+    """
+    if a.ndim < 3 or a.shape[-1] != 2 or a.size == 0:
+        return reference.pair_exp_rows(a)
+    fast = _f32(a)
+    return (fast or reference).pair_exp_rows(a)
+
+
+def pair_log_rows(Y: Array, T2: Array, m: Array, limit: float) -> tuple[Array, bool]:
+    """The expectation semiring's vecmat output: ⟨L, E⟩ (..., r, k, 2) from Y = [S; T₁] (..., 2r, k) and T₂ (..., r, k).
+
+    L = m + log S (−∞ where S = 0), E = (T₁ − T₂)/S (0 where L = −∞), and whether any L
+    fell more than ``limit`` below its row's shift (as :func:`log_shift_low`). One fused
+    pass in numba for float32; numpy/cupy otherwise.
+    """
+    r = T2.shape[-2] if T2.ndim >= 2 else -1
+    if (
+        T2.ndim < 2
+        or T2.size == 0
+        or Y.shape != T2.shape[:-2] + (2 * r, T2.shape[-1])
+        or m.shape != T2.shape[:-1] + (1,)
+    ):
+        return reference.pair_log_rows(Y, T2, m, limit)
+    fast = _f32(Y, T2, m)
+    return (fast or reference).pair_log_rows(Y, T2, m, limit)
 
 
 def warmup() -> str:

@@ -401,3 +401,32 @@ def kbest_merge(a: Array, sa: Array | None, b: Array, sb: Array | None) -> tuple
         return val, None
     s = xp.concatenate(xp.broadcast_arrays(sa, sb), axis=-1)
     return val, xp.take_along_axis(xp.broadcast_to(s, cand.shape), order, axis=-1)
+
+
+def pair_exp_rows(a: Array) -> tuple[Array, Array]:
+    """The expectation semiring's vecmat input: (X, m) from ⟨L, E⟩ pairs ``a`` (..., r, j, 2).
+
+    X (..., 2r, j) stacks P = exp(L − m) (:func:`exp_shift`) over P∘E (0 where P = 0), so
+    that one BLAS call against |W|ᵀ gives both Σ P|w| and Σ P·E|w|; m is (..., r, 1).
+    """
+    xp = xp_of(a)
+    P, m = exp_shift(a[..., 0])
+    with np.errstate(invalid="ignore", over="ignore"):
+        PE = xp.where(P > 0, P * a[..., 1], 0).astype(P.dtype, copy=False)
+    return xp.concatenate([P, PE], axis=-2), m
+
+
+def pair_log_rows(Y: Array, T2: Array, m: Array, limit: float) -> tuple[Array, bool]:
+    """The expectation semiring's vecmat output: ⟨L, E⟩ pairs (..., r, k, 2) from Y = [S; T₁] (..., 2r, k) and T₂.
+
+    L = m + log S (−∞ where S = 0), E = (T₁ − T₂) / S (0 where L = −∞); the flag says
+    whether any L fell more than ``limit`` below its row's shift m (as :func:`log_shift_low`).
+    """
+    xp = xp_of(Y)
+    r = T2.shape[-2]
+    S, T1 = Y[..., :r, :], Y[..., r:, :]
+    L, low = log_shift_low(S, m, limit)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        E = (T1 - T2) / S
+    E = xp.where(L == -xp.inf, 0, E).astype(L.dtype, copy=False)
+    return xp.stack([L, E], axis=-1), low
