@@ -184,6 +184,84 @@ def profile(out: st.Tensor, emb: st.Tensor, name: str, top: int = 18) -> list[st
     return lines
 
 
+def record_contractions(out: st.Tensor, emb: st.Tensor) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The (adjoint rows, W) of every Linear contraction of one Real backward, as the pass hands them to BLAS."""
+    real_vecmat = st.semirings.Real.vecmat
+    calls: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def recording(self: st.Semiring, a: np.ndarray, src: object, W: np.ndarray) -> tuple[np.ndarray, None]:
+        calls.append((a, W))
+        return real_vecmat(self, a, src, W)
+
+    st.semirings.Real.vecmat = recording  # type: ignore[method-assign]
+    try:
+        st.grad(out, [emb], semiring=st.semirings.Real())
+    finally:
+        st.semirings.Real.vecmat = real_vecmat  # type: ignore[method-assign]
+    return calls
+
+
+def entropy_floor(out: st.Tensor, emb: st.Tensor, rounds: int, layers: int, seq: int, hidden: int) -> list[str]:
+    """What Entropy's contractions cost at least: their three BLAS products, timed against Real's pass.
+
+    The expectation semiring's ⊗ on pairs is a dual-number product, whose bilinear rank
+    is 3 (Alder–Strassen: 2·dim − 1 for this local algebra), so every contraction needs
+    three matrix products where Real needs one: S = P|W|ᵀ, T₁ = (P∘E)|W|ᵀ and T₂ =
+    P(|W| log|W|)ᵀ. This replays the pass's own contractions (Real's shapes and live
+    rows) three ways, interleaved with whole Real passes: Real's product, and the three
+    products in the arrangement Entropy uses (P and P∘E stacked, |W|ᵀ and (|W| log|W|)ᵀ
+    prepared beforehand, as a pass reuses them), with nothing else: no exp, no log, no
+    other op.
+    """
+    calls = record_contractions(out, emb)
+    rng = np.random.default_rng(2)
+    real_sr = st.semirings.Real()
+    three = []
+    for a, W in calls:
+        AT = np.ascontiguousarray(np.swapaxes(np.abs(W), -1, -2))
+        BT = AT * np.log(np.where(AT > 0, AT, 1))
+        X = rng.random(a.shape[:-2] + (2 * a.shape[-2], a.shape[-1])).astype(np.float32)
+        three.append((X, AT, BT, a.shape[-2]))
+
+    def real_products() -> None:
+        for a, W in calls:
+            real_sr.vecmat(a, None, W)
+
+    def entropy_products() -> None:
+        for X, AT, BT, r in three:
+            np.matmul(X, AT)
+            np.matmul(X[..., :r, :], BT)
+
+    fns = {
+        "pass": lambda: st.grad(out, [emb], semiring=real_sr),
+        "real": real_products,
+        "three": entropy_products,
+    }
+    ts: dict[str, list[float]] = {n: [] for n in fns}
+    for f in fns.values():
+        f()
+    for _ in range(rounds):
+        for n, f in fns.items():
+            t = time.perf_counter()
+            f()
+            ts[n].append(time.perf_counter() - t)
+    med = {n: statistics.median(v) for n, v in ts.items()}
+    rest = max(med["pass"] - med["real"], 0.0)
+    pairs = 2 * layers * seq * hidden * (hidden + 1) // 2
+    return [
+        f"Entropy's floor: the pass's {len(calls)} Linear contractions replayed, medians of {rounds} rounds",
+        f"  Real's pass                                   {med['pass'] * 1e3:8.2f} ms",
+        f"  Real's products alone                         {med['real'] * 1e3:8.2f} ms "
+        f"({med['real'] / med['pass']:.0%} of the pass)",
+        f"  Entropy's 3 products per contraction          {med['three'] * 1e3:8.2f} ms "
+        f"= {med['three'] / med['pass']:.2f}x Real's pass",
+        f"  ... plus the rest of Real's pass at its cost  {(med['three'] + rest) * 1e3:8.2f} ms "
+        f"= {(med['three'] + rest) / med['pass']:.2f}x",
+        f"  and on top: {2 * layers} layer_norm Jacobians x {seq} rows x {hidden}·{hidden + 1}/2 = {pairs / 1e6:.1f}M "
+        "pairs, one log each (Real: a closed-form VJP)",
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; prints a table; returns 0."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -191,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=None, help="interleaved timing rounds (default 15, quick 3)")
     p.add_argument("--profile", action="append", default=None, help="also cProfile one backward of this semiring")
     p.add_argument("--no-kernels", action="store_true", help="skip the kernel-throughput table")
+    p.add_argument("--no-floor", action="store_true", help="skip the replay of Entropy's BLAS floor")
     p.add_argument(
         "--threads", type=int, default=None, help="limit BLAS and numba to this many threads (default: theirs)"
     )
@@ -241,6 +320,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"load average at end: {os.getloadavg()[0]:.2f}")
     if busy:
         print("WARNING: other work ran during the timing: the ratios above are unreliable (rerun on a quiet machine)")
+
+    if not args.no_floor:
+        print()
+        for line in entropy_floor(out, emb, rounds, layers, 32, 384):
+            print(line)
 
     for name in args.profile or []:
         print()
