@@ -1,0 +1,38 @@
+"""The semiring-overhead benchmark's replay helpers: they record what a pass computes and restore the library."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+
+import semitorch as st
+from semitorch import kernels
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("semiring_overhead", ROOT / "benchmarks" / "semiring_overhead.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_entropy_floor_replays_the_pass_and_restores_the_library():
+    """The replay sees every Linear contraction of a Real pass (Real's gradient unchanged by the recording) and the
+    row Jacobians of an Entropy pass, prints its decomposition, and puts Real.vecmat and kernels.affine_entropy back."""
+    bench = _bench()
+    out, emb = bench.build(1, 24, 2, 48, 5)
+    vecmat, affine = st.semirings.Real.vecmat, kernels.affine_entropy
+    want = st.grad(out, [emb])[0]
+    calls = bench.record_contractions(out, emb)
+    assert len(calls) == 10  # 1 layer: q, k, v, QKᵀ (2 sides), AV (2 sides), attention output, FFN in, FFN out
+    rows = bench.record_affine_entropy(out, emb)
+    assert {np.array_equal(u, -v) for _, u, v, _, _ in rows} == {True, False}  # layer_norm (symmetric) and softmax
+    lines = bench.entropy_floor(out, emb, rounds=1)
+    assert st.semirings.Real.vecmat is vecmat and kernels.affine_entropy is affine
+    np.testing.assert_array_equal(st.grad(out, [emb])[0], want)
+    assert lines[0].startswith("Entropy's cost, replayed: the pass's 10 Linear contractions and")
+    assert any("a floor: dual-number products" in x for x in lines) and "Real's pass" in lines[-1]
