@@ -28,6 +28,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numba  # noqa: E402
 import numpy as np  # noqa: E402
 from numba import njit, prange  # noqa: E402
+from numba.extending import intrinsic  # noqa: E402
 
 from .reference import prepare
 
@@ -934,29 +935,57 @@ def _dot_tail(a, b, lo, n):
     return acc
 
 
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})  # FMAs in the log: ~9% faster
-def _sym_tail32(pr, uj, gj, vs, gs, ss, ts, buf, mbits, ex, phi, m, off):
+@intrinsic
+def _f32_bits(typingctx, x):  # noqa: ARG001 (numba's intrinsic signature)
+    """The bits of a float32 as an int32 (an LLVM bitcast: no memory round trip, so loops stay fused)."""
+
+    def codegen(context, builder, signature, args):  # noqa: ARG001
+        return builder.bitcast(args[0], context.get_value_type(numba.types.int32))
+
+    return numba.types.int32(numba.types.float32), codegen
+
+
+@intrinsic
+def _bits_f32(typingctx, x):  # noqa: ARG001
+    """The float32 whose bits are the int32 ``x`` (an LLVM bitcast)."""
+
+    def codegen(context, builder, signature, args):  # noqa: ARG001
+        return builder.bitcast(args[0], context.get_value_type(numba.types.float32))
+
+    return numba.types.float32(numba.types.int32), codegen
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})  # FMAs in the log
+def _sym_front32(pr, uj, vs, buf, phi, m, off):
     # One j of the symmetric kernel on a slice that starts at a multiple of 32 at or below j
-    # (vectorised loops from 0 with no scalar remainder: a loop starting at j ran 2x slower).
-    # Positions below ``off`` (k ≤ j) get |q| = φ = 0. Adds g_j·|q_k| to ss and g_j·φ_k to ts;
-    # returns (Σ_k g_k·|q_k|, Σ_k g_k·φ_k).
-    bits = buf.view(np.int32)
-    mant = mbits.view(np.float32)
+    # (vectorised loops from 0 with no scalar remainder: a loop starting at j ran 2x slower):
+    # buf = |q_k|, phi = |q_k|·log|q_k| in one loop (the exponent and mantissa read by bitcasts),
+    # 0 at the positions below ``off`` (k ≤ j).
     for k in range(m):
-        buf[k] = abs(pr + uj * vs[k])
-    for k in range(m):
-        b = bits[k]
-        mbits[k] = (b & 0x007FFFFF) | 0x3F800000
-        ex[k] = np.float32((b >> 23) - 127)
-    for k in range(m):
-        phi[k] = buf[k] * _log_poly(mant[k], ex[k])  # |q| = 0: 0·(finite) = 0
+        q = abs(pr + uj * vs[k])
+        b = _f32_bits(q)
+        lg = _log_poly(_bits_f32((b & 0x007FFFFF) | 0x3F800000), np.float32((b >> 23) - 127))
+        buf[k] = q
+        phi[k] = q * lg  # |q| = 0: 0·(finite) = 0
     for k in range(off):
         phi[k] = 0
         buf[k] = 0
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc", "contract"})
+def _sym_update32(gj, gs, ss, ts, buf, phi, m):
+    # Adds g_j·|q_k| to ss and g_j·φ_k to ts and returns (Σ_k g_k·|q_k|, Σ_k g_k·φ_k), in one loop
+    # (reassociation lets LLVM vectorise the two sums; one pass instead of three: ~12% faster)
+    a1 = gs.dtype.type(0)
+    a2 = gs.dtype.type(0)
     for k in range(m):
-        ss[k] += gj * buf[k]
-        ts[k] += gj * phi[k]
-    return _dot_tail(gs, buf, 0, m), _dot_tail(gs, phi, 0, m)
+        bk = buf[k]
+        pk = phi[k]
+        ss[k] += gj * bk
+        ts[k] += gj * pk
+        a1 += gs[k] * bk
+        a2 += gs[k] * pk
+    return a1, a2
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -964,8 +993,6 @@ def _affine_entropy_sym32(g, v, p, D, S, T, r0, r1):
     n = g.shape[1]
     npad = (n + 31) // 32 * 32  # rows copied into zero-padded buffers (g = 0 there: no weight)
     buf = np.zeros(npad, dtype=np.float32)
-    mbits = np.empty(npad, dtype=np.int32)
-    ex = np.empty(npad, dtype=np.float32)
     phi = np.empty(npad, dtype=np.float32)
     vp = np.zeros(npad, dtype=np.float32)
     gp = np.zeros(npad, dtype=np.float32)
@@ -983,9 +1010,9 @@ def _affine_entropy_sym32(g, v, p, D, S, T, r0, r1):
             j0 = j & ~31
             uj = -vp[j]
             gj = gp[j]
-            ds, dt = _sym_tail32(
-                pr, uj, gj, vp[j0:], gp[j0:], sp[j0:], tp[j0:], buf, mbits, ex, phi, npad - j0, j + 1 - j0
-            )
+            m = npad - j0
+            _sym_front32(pr, uj, vp[j0:], buf, phi, m, j + 1 - j0)
+            ds, dt = _sym_update32(gj, gp[j0:], sp[j0:], tp[j0:], buf, phi, m)
             q = abs((pr + D[r]) + uj * vp[j])  # the diagonal
             sp[j] += ds + gj * q
             tp[j] += dt
@@ -1169,7 +1196,9 @@ def affine_kbest(g: Array, u: Array, v: Array, p: Array, D: Array) -> tuple[Arra
 #
 # numpy's float32 exp and log cost 2-3 ns an element here and each is a separate pass;
 # these fused, vectorisable loops read the exponent from the bits (through int32 views of
-# small buffers) and evaluate short polynomials: exp by Cody-Waite reduction and its
+# small buffers for log; by LLVM bitcasts, _f32_bits / _bits_f32, in exp and the layer_norm
+# entropy kernel, which keeps each in one loop) and evaluate short polynomials (FMAs where
+# ``contract`` is on): exp by Cody-Waite reduction and its
 # Taylor series to r⁷ (|r| ≤ ln2/2: truncation < 1e-8), log by 2·atanh(s) to s⁹.
 # Measured against float64: ≤ 2 ulp. Results below the smallest normal float are 0
 # (subnormals slow every later BLAS call and kernel down).
@@ -1213,22 +1242,18 @@ def _log_poly(m, e):
     return _F2 * z * (_F1 + z2 * (_FC3 + z2 * (_FC5 + z2 * (_FC7 + z2 * _FC9)))) + e * _FLN2
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
-def _exp_into(x, out, nb, ib):
-    # out[:n] = exp(x[:n]) for x ≤ 0 (−inf allowed), flushed below the smallest normal
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+def _exp_into(x, out):
+    # out[:n] = exp(x[:n]) for x ≤ 0 (−inf allowed), flushed below the smallest normal; one
+    # vectorised loop (2^n built by a bitcast), FMAs in the reduction and the series
     n = x.shape[0]
-    sc = ib.view(np.float32)
-    for k in range(n):
-        nf = np.floor(max(x[k], _FEXP_CLAMP) * _FLOG2E + _FHALF)
-        nb[k] = nf
-        ib[k] = np.int32(nf) + np.int32(127)
-    for k in range(n):
-        ib[k] = ib[k] << 23
     for k in range(n):
         x0 = x[k]
-        nf = nb[k]
-        r = (max(x0, _FEXP_CLAMP) - nf * _FLN2HI) - nf * _FLN2LO
-        v = _exp_poly(r) * sc[k]
+        xc = max(x0, _FEXP_CLAMP)
+        nf = np.floor(xc * _FLOG2E + _FHALF)
+        sc = _bits_f32((np.int32(nf) + np.int32(127)) << 23)
+        r = (xc - nf * _FLN2HI) - nf * _FLN2LO
+        v = _exp_poly(r) * sc
         out[k] = v if x0 >= _FEXP_LO else _FZERO
 
 
@@ -1239,8 +1264,6 @@ def _exp_shift32_short(a, p, m):
     R, n = a.shape
     rpc = _CHUNK // n
     d = np.empty(rpc * n, dtype=np.float32)
-    nb = np.empty_like(d)
-    ib = np.empty(d.shape[0], dtype=np.int32)
     pf = p.reshape(R * n)
     for r0 in range(0, R, rpc):
         r1 = min(R, r0 + rpc)
@@ -1256,7 +1279,7 @@ def _exp_shift32_short(a, p, m):
             for k in range(n):
                 d[base + k] = ar[k] - mx
         w = (r1 - r0) * n
-        _exp_into(d[:w], pf[r0 * n : r0 * n + w], nb, ib)
+        _exp_into(d[:w], pf[r0 * n : r0 * n + w])
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -1266,8 +1289,6 @@ def _exp_shift32(a, p, m):
         _exp_shift32_short(a, p, m)
         return
     d = np.empty(min(n, _CHUNK), dtype=np.float32)
-    nb = np.empty_like(d)
-    ib = np.empty(d.shape[0], dtype=np.int32)
     for r in range(R):
         ar = a[r]
         mx = _FNEGINF
@@ -1280,7 +1301,7 @@ def _exp_shift32(a, p, m):
             c1 = min(n, c0 + _CHUNK)
             for k in range(c1 - c0):
                 d[k] = ar[c0 + k] - mx
-            _exp_into(d[: c1 - c0], p[r, c0:c1], nb, ib)
+            _exp_into(d[: c1 - c0], p[r, c0:c1])
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -1359,8 +1380,6 @@ def _logaddexp32(a, b, out):
     n = a.shape[0]
     d = np.empty(min(n, _CHUNK), dtype=np.float32)
     y = np.empty_like(d)
-    nb = np.empty_like(d)
-    ib = np.empty(d.shape[0], dtype=np.int32)
     for c0 in range(0, n, _CHUNK):
         c1 = min(n, c0 + _CHUNK)
         w = c1 - c0
@@ -1369,7 +1388,7 @@ def _logaddexp32(a, b, out):
             x1 = b[c0 + k]
             mx = max(x0, x1)
             d[k] = min(x0, x1) - mx if mx > _FNEGINF else _FNEGINF
-        _exp_into(d[:w], y, nb, ib)
+        _exp_into(d[:w], y)
         for k in range(w):
             t = y[k]
             u = _F1 + t  # log1p(t) = log(u)·t/(u − 1), exact where u = 1
@@ -1390,8 +1409,6 @@ def _pair_plus32(a, b, out):
     eh = np.empty(m, dtype=np.float32)
     el = np.empty(m, dtype=np.float32)
     y = np.empty(m, dtype=np.float32)
-    nb = np.empty(m, dtype=np.float32)
-    ib = np.empty(m, dtype=np.int32)
     for c0 in range(0, n, _CHUNK):
         w = min(n, c0 + _CHUNK) - c0
         for k in range(w):
@@ -1404,7 +1421,7 @@ def _pair_plus32(a, b, out):
             d[k] = min(x0, x1) - mx if mx > _FNEGINF else _FNEGINF
             eh[k] = a[i + 1] if big else b[i + 1]
             el[k] = b[i + 1] if big else a[i + 1]
-        _exp_into(d[:w], y, nb, ib)
+        _exp_into(d[:w], y)
         for k in range(w):
             t = y[k]
             u = _F1 + t
@@ -1426,8 +1443,6 @@ def _pair_exp_rows32(a, X, m):
     cw = j if rpc > 1 else _CHUNK
     size = max(1, min(n, _CHUNK))  # every segment's length w ≤ _CHUNK
     d = np.empty(size, dtype=np.float32)
-    nb = np.empty_like(d)
-    ib = np.empty(size, dtype=np.int32)
     for b in range(B):
         ab = a[b]
         for i in range(r):
@@ -1448,7 +1463,7 @@ def _pair_exp_rows32(a, X, m):
                         d[base + c] = ab[i, c0 + c, 0] - mi
                 w = (i1 - i0) * wc
                 s0 = i0 * j + c0
-                _exp_into(d[:w], Xf[s0 : s0 + w], nb, ib)
+                _exp_into(d[:w], Xf[s0 : s0 + w])
                 for i in range(i0, i1):
                     o = i * j + c0
                     for c in range(wc):
