@@ -201,7 +201,7 @@ def apply_structure(sr: Semiring, st: Any, a: Any, s: Any, xp: Any) -> tuple[Any
             return _move(st.vjp(_move(a, ax, nd - 1)), nd - 1, ax), None
         am = _move(a, ax, nd - 1)
         lead, n = am.shape[: nd - 1], am.shape[nd - 1]
-        a2 = am.reshape((-1, n) + v)
+        a2 = am.reshape((int(np.prod(lead, dtype=np.int64)), n) + v)  # not -1: the tensor may be empty
         s2 = None if s is None else _move(s, ax, nd - 1).reshape(a2.shape)
         rows = _row_subset(sr, a2, xp)
         if rows is not None:  # only the rows that carry a value: J for those rows only

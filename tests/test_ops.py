@@ -8,6 +8,7 @@ and the constant arguments (axes, masks, ids, ...), which both functions take af
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +20,7 @@ import torch.nn.functional as F  # noqa: N812
 from hypothesis import given
 
 import semitorch as st
+from semitorch.semirings import Count, Entropy, KBest, Log, MaxProduct, Real, SignedMax
 from semitorch.testing import arrays, broadcastable_shapes, gradcheck, shapes
 
 Gen = Callable[[Any], tuple[list[np.ndarray], list[Any]]]
@@ -518,3 +520,29 @@ def test_testing_imports_without_hypothesis() -> None:
     code = "import sys; sys.modules['hypothesis'] = None; import semitorch.testing as t; print(t.gradcheck.__name__)"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert r.returncode == 0 and r.stdout.strip() == "gradcheck", r.stderr
+
+
+@pytest.mark.parametrize("shape", [(4, 0), (0, 4), (0, 0), (2, 0, 3)], ids=str)
+@pytest.mark.parametrize("op", ["softmax", "log_softmax", "layer_norm"])
+def test_row_ops_on_empty_tensors_match_torch(op, shape):
+    """softmax, log_softmax and layer_norm of an empty tensor (the normalised axis empty too) give torch's empty
+    result, without warnings, and every semiring's backward gives an empty adjoint."""
+    x = np.zeros(shape, np.float32)
+    fns = {
+        "softmax": (lambda a: st.softmax(a, -1), lambda a: torch.softmax(a, -1)),
+        "log_softmax": (lambda a: st.log_softmax(a, 0), lambda a: torch.log_softmax(a, 0)),
+        "layer_norm": (
+            lambda a: st.layer_norm(a, st.tensor(np.ones(shape[-1], np.float32))),
+            lambda a: F.layer_norm(a, (shape[-1],), torch.ones(shape[-1])),
+        ),
+    }
+    f, tf = fns[op]
+    want = tf(torch.tensor(x)).numpy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        xt = st.tensor(x, requires_grad=True)
+        y = f(xt)
+        assert y.shape == want.shape and y.dtype == np.float32
+        for sr in [Real(), Log(), Entropy(), MaxProduct(), KBest(3), SignedMax(), Count()]:
+            g = st.grad(y.sum() + (xt * 0).sum(), [xt], semiring=sr)[0]
+            assert g.shape[: len(shape)] == shape

@@ -25,6 +25,8 @@ from .structures import Elementwise, RowJacobian, Scatter
 
 def _softmax_data(x: Any, axis: int) -> Any:
     m = xp("softmax", x)
+    if x.shape[axis] == 0:  # an empty axis: an empty result (as torch), no max to take
+        return x.astype(m.float64 if x.dtype.kind != "f" else x.dtype, copy=True)
     mx = x.max(axis=axis, keepdims=True)
     e = x - m.where(m.isfinite(mx), mx, 0.0)  # one new array, then in place: exp, normalise
     if e.dtype.kind != "f":
@@ -91,9 +93,12 @@ def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
     """log softmax along ``axis``. One primitive: edge weight δ_jk − s_k."""
     ax = _axis(x, axis, "log_softmax")
     m = xp("log_softmax", x)
-    mx = x.data.max(axis=ax, keepdims=True)
-    z = x.data - m.where(m.isfinite(mx), mx, 0.0)
-    out = z - m.log(m.exp(z).sum(axis=ax, keepdims=True))
+    if x.shape[ax] == 0:  # an empty axis: an empty result (as torch), no max to take
+        out = x.data.astype(m.float64 if x.dtype.kind != "f" else x.dtype, copy=True)
+    else:
+        mx = x.data.max(axis=ax, keepdims=True)
+        z = x.data - m.where(m.isfinite(mx), mx, 0.0)
+        out = z - m.log(m.exp(z).sum(axis=ax, keepdims=True))
 
     def structs() -> list[Any]:
         sm = m.moveaxis(m.exp(out), ax, -1)
@@ -130,9 +135,12 @@ def layer_norm(x: Tensor, weight: Tensor | None = None, bias: Tensor | None = No
         if p is not None and tuple(p.shape) != (n,):
             raise ValueError(f"layer_norm: {name} has shape {tuple(p.shape)}, expected ({n},) for input {x.shape}")
     # the mean accumulated in float64: a 1-ulp float32 error in it is amplified by 1/σ on near-constant rows
-    mu = x.data.mean(axis=-1, keepdims=True, dtype=m.float64).astype(x.dtype, copy=False)
+    if n == 0:  # an empty axis: an empty result (as torch), nothing to average
+        mu = m.zeros(x.shape[:-1] + (1,), dtype=x.dtype)
+    else:
+        mu = x.data.mean(axis=-1, keepdims=True, dtype=m.float64).astype(x.dtype, copy=False)
     xhat = x.data - mu  # centred; normalised in place below (few full-size temporaries)
-    var = m.einsum("...i,...i->...", xhat, xhat)[..., None] / n
+    var = m.einsum("...i,...i->...", xhat, xhat)[..., None] / max(n, 1)
     rstd = (1.0 / m.sqrt(var + eps)).astype(xhat.dtype, copy=False)
     xhat *= rstd
     w = data(weight)
@@ -155,6 +163,8 @@ def layer_norm(x: Tensor, weight: Tensor | None = None, bias: Tensor | None = No
 
         def vjp(g: Any) -> Any:
             gw = g * w if weight is not None else g
+            if n == 0:  # an empty axis: no means to take
+                return gw
             return rstd * (gw - gw.mean(axis=-1, keepdims=True) - xhat * (gw * xhat).mean(axis=-1, keepdims=True))
 
         def affine(rows: Any = None) -> tuple[Any, ...]:
