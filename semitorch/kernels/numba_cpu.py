@@ -1433,15 +1433,23 @@ def _pair_plus32(a, b, out):
             out[i + 1] = (eh[k] + t * el[k]) / u if mx > _FNEGINF else _FZERO
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _segment_plan(r, j):
+    # How the pair kernels walk an (r, j) block: segments of rpc whole rows when rows are short,
+    # else of one row's columns cw at a time; each segment is one contiguous span of at most
+    # _CHUNK elements. Returns (r·j, rpc, cw, the scratch length).
+    n = r * j
+    rpc = max(1, _CHUNK // j)
+    cw = j if rpc > 1 else _CHUNK
+    return n, rpc, cw, max(1, min(n, _CHUNK))
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def _pair_exp_rows32(a, X, m):
     # a (B, r, j, 2) ⟨L, E⟩ → X (B, 2r, j) = [exp(L − m); exp(L − m)·E] and m (B, r), in segments
     # of whole rows (short rows) or of one row's columns, each one contiguous span of X[b]
     B, r, j = a.shape[0], a.shape[1], a.shape[2]
-    n = r * j
-    rpc = max(1, _CHUNK // j)
-    cw = j if rpc > 1 else _CHUNK
-    size = max(1, min(n, _CHUNK))  # every segment's length w ≤ _CHUNK
+    n, rpc, cw, size = _segment_plan(r, j)
     d = np.empty(size, dtype=np.float32)
     for b in range(B):
         ab = a[b]
@@ -1477,10 +1485,7 @@ def _pair_log_rows32(Y, T2, m, out, limit):
     # E = 0 where L = −∞; returns whether any L fell more than ``limit`` below its row's m.
     # Segments as in _pair_exp_rows32; the logs with shift 0, then m added (_log_into's roundings)
     B, r, k = T2.shape[0], T2.shape[1], T2.shape[2]
-    n = r * k
-    rpc = max(1, _CHUNK // k)
-    cw = k if rpc > 1 else _CHUNK
-    size = max(1, min(n, _CHUNK))
+    n, rpc, cw, size = _segment_plan(r, k)
     lg = np.empty(size, dtype=np.float32)
     buf = np.empty(size, dtype=np.float32)
     mb = np.empty(size, dtype=np.int32)
