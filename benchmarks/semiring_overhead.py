@@ -285,7 +285,7 @@ def entropy_floor(out: st.Tensor, emb: st.Tensor, rounds: int) -> list[str]:
         f"  Real's pass                                       {med['pass'] * 1e3:8.2f} ms",
         f"  Real's products alone                             {med['real'] * 1e3:8.2f} ms "
         f"({med['real'] / med['pass']:.0%} of the pass)",
-        f"  Entropy's 3 products per contraction              {med['three'] * 1e3:8.2f} ms "
+        f"  the 3 products Entropy needs, on Real's shapes    {med['three'] * 1e3:8.2f} ms "
         f"= {med['three'] / med['pass']:.2f}x Real's pass (a floor: dual-number products)",
         f"  ... plus the rest of Real's pass at its cost      {base * 1e3:8.2f} ms = {base / med['pass']:.2f}x",
         f"  {f'row Jacobians, {pairs / 1e6:.1f}M pairs, a log each':<48} {med['rows'] * 1e3:8.2f} ms "

@@ -206,9 +206,9 @@ def apply_structure(sr: Semiring, st: Any, a: Any, s: Any, xp: Any) -> tuple[Any
         rows = _row_subset(sr, a2, xp)
         if rows is not None:  # only the rows that carry a value: J for those rows only
             a2, s2 = a2[rows], None if s2 is None else s2[rows]
-        if a2.shape[0] == 0:  # no row holds a value (or there are none): nothing to contract
-            r = sr.zeros(xp, (0, n), a2.dtype)
-            rs = xp.zeros(r.shape, dtype=xp.int64) if sr.selective else None
+        if a2.shape[0] == 0 or n == 0:  # no row holds a value, or there are none, or they are empty
+            r = sr.zeros(xp, (a2.shape[0], n), a2.dtype)
+            rs = xp.full(r.shape, -1, dtype=xp.int64) if sr.selective else None
         elif sr.fast_affine and st.affine is not None:  # structured J: a kernel that never builds it
             logc = None
             if rows is None:

@@ -522,7 +522,7 @@ def test_testing_imports_without_hypothesis() -> None:
     assert r.returncode == 0 and r.stdout.strip() == "gradcheck", r.stderr
 
 
-@pytest.mark.parametrize("shape", [(4, 0), (0, 4), (0, 0), (2, 0, 3)], ids=str)
+@pytest.mark.parametrize("shape", [(4, 0), (3, 0), (1, 0), (0,), (0, 4), (0, 0), (2, 0, 3)], ids=str)
 @pytest.mark.parametrize("op", ["softmax", "log_softmax", "layer_norm"])
 def test_row_ops_on_empty_tensors_match_torch(op, shape):
     """softmax, log_softmax and layer_norm of an empty tensor (the normalised axis empty too) give torch's empty

@@ -677,6 +677,17 @@ def test_pair_exp_and_log_rows_equal_the_reference(shape):
     np.testing.assert_array_equal(kernels.pair_log_rows(Y, T2, m, 5.0)[0], backend.pair_log_rows(Y, T2, m, 5.0)[0])
 
 
+def test_pair_kernels_reject_wrong_shapes():
+    """The entropy vecmat's helpers name themselves and the shapes when given something else."""
+    with pytest.raises(ValueError, match=r"pair_exp_rows: expected .* \(\.\.\., r, j, 2\), got shape \(4, 2\)"):
+        kernels.pair_exp_rows(np.zeros((4, 2), np.float32))
+    with pytest.raises(ValueError, match=r"pair_exp_rows: .* got shape \(3, 4, 3\)"):
+        kernels.pair_exp_rows(np.zeros((3, 4, 3), np.float32))
+    Y, T2, m = np.ones((6, 5), np.float32), np.ones((2, 5), np.float32), np.zeros((2, 1), np.float32)
+    with pytest.raises(ValueError, match=r"pair_log_rows: .* got Y \(6, 5\) and T2 \(2, 5\)"):
+        kernels.pair_log_rows(Y, T2, m, 5.0)
+
+
 def test_entropy_vecmat_shapes_and_empty_contraction():
     """One vector (j, 2), a batch, and an empty contraction (j = 0: no path) through Entropy.vecmat."""
     rng = np.random.default_rng(4)
@@ -689,6 +700,24 @@ def test_entropy_vecmat_shapes_and_empty_contraction():
     np.testing.assert_array_equal(batch[1], full)
     empty, _ = Entropy().vecmat(np.zeros((3, 0, 2), np.float32), None, np.zeros((5, 0), np.float32))
     assert empty.shape == (3, 5, 2) and np.isneginf(empty[..., 0]).all() and (empty[..., 1] == 0).all()
+    Wb = rng.standard_normal((2, 5, 4)).astype(np.float32)  # a batch of W against one vector or one matrix
+    vec, _ = Entropy().vecmat(a[1], None, Wb)
+    np.testing.assert_array_equal(vec, np.stack([Entropy().vecmat(a[1], None, w)[0] for w in Wb]))
+    assert Entropy().vecmat(np.zeros((0, 2), np.float32), None, np.zeros((2, 5, 0), np.float32))[0].shape == (2, 5, 2)
+
+
+@pytest.mark.parametrize("sr", [Log(), Entropy()], ids=repr)
+def test_underflow_recheck_with_fewer_batch_axes_than_w(sr):
+    """The exact recheck of outputs far below their row's max (here e^-200) also works when ``a`` broadcasts
+    against a batch of W: the same as with ``a`` broadcast by hand."""
+    a = np.array([[0.0, -200.0]], np.float32)
+    W = np.array([[[0.0, 1.0], [1e-30, 1.0]]] * 2, np.float32)  # output 0 sees only the e^-200 term
+    if isinstance(sr, Entropy):
+        a = np.stack([a, np.array([[1.0, 2.0]], np.float32)], axis=-1)
+    got, _ = sr.vecmat(a, None, W)
+    want, _ = sr.vecmat(np.broadcast_to(a, (2,) + a.shape), None, W)
+    np.testing.assert_array_equal(got, want)
+    assert np.isfinite(got).all()
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -299,7 +299,9 @@ def pair_exp_rows(a: Array) -> tuple[Array, Array]:
     so that one BLAS call against |W|ᵀ yields Σ P|w| and Σ P·E|w|. One fused pass in
     numba for float32; numpy/cupy otherwise.
     """
-    if a.ndim < 3 or a.shape[-1] != 2 or a.size == 0:
+    if a.ndim < 3 or a.shape[-1] != 2:
+        raise ValueError(f"pair_exp_rows: expected ⟨L, E⟩ pairs of shape (..., r, j, 2), got shape {tuple(a.shape)}")
+    if a.size == 0:
         return reference.pair_exp_rows(a)
     fast = _f32(a)
     return (fast or reference).pair_exp_rows(a)
@@ -312,14 +314,13 @@ def pair_log_rows(Y: Array, T2: Array, m: Array, limit: float) -> tuple[Array, b
     fell more than ``limit`` below its row's shift (as :func:`log_shift_low`). One fused
     pass in numba for float32; numpy/cupy otherwise.
     """
-    r = T2.shape[-2] if T2.ndim >= 2 else -1
-    if (
-        T2.ndim < 2
-        or T2.size == 0
-        or Y.shape != T2.shape[:-2] + (2 * r, T2.shape[-1])
-        or m.shape != T2.shape[:-1] + (1,)
-    ):
-        return reference.pair_log_rows(Y, T2, m, limit)
+    if T2.ndim < 2 or Y.ndim != T2.ndim or Y.shape[-2:] != (2 * T2.shape[-2], T2.shape[-1]):
+        raise ValueError(
+            f"pair_log_rows: Y must stack S over T1 (..., 2r, k) for T2 (..., r, k), "
+            f"got Y {tuple(Y.shape)} and T2 {tuple(T2.shape)}"
+        )
+    if T2.size == 0 or Y.shape[:-2] != T2.shape[:-2] or m.shape != T2.shape[:-1] + (1,):
+        return reference.pair_log_rows(Y, T2, m, limit)  # broadcasting shapes: numpy/cupy
     fast = _f32(Y, T2, m)
     return (fast or reference).pair_log_rows(Y, T2, m, limit)
 

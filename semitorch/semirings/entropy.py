@@ -201,9 +201,9 @@ class Entropy(Semiring):
         """
         xp = _xp(a)
         AT, BT = (x.astype(a.dtype, copy=False) for x in P)
-        if a.ndim == 2:  # one vector (j, 2): a single row
+        if a.ndim == 2:  # one vector (j, 2): a single row, dropped again after any batch of W
             r, s = self.vecmat_prepared(a[None], src, P)
-            return r[0], s
+            return r[..., 0, :, :], s
         if a.shape[-2] == 0:  # an empty contraction: no path
             S = xp.matmul(a[..., 0], AT)
             return _clean(xp, S - xp.inf, S), None
@@ -219,7 +219,7 @@ class Entropy(Semiring):
         with _Quiet(xp):
             flag = (Lo < m - limit) & xp.isfinite(a[..., 0].max(axis=-1, keepdims=True))
             if bool(flag.any()):  # every term far below the row max: recompute these outputs exactly
-                idx, ar, wr = flagged_rows(a, xp.swapaxes(AT, -1, -2), flag)
+                idx, ar, wr = flagged_rows(a, xp.swapaxes(AT, -1, -2), flag, nv=1)
                 lw = xp.log(wr)
                 t = ar[..., 0] + lw
                 Lo[idx] = logsumexp(t, -1)

@@ -99,15 +99,15 @@ def shifted_exp(a: Array) -> tuple[Array, Array]:
     return kernels.exp_shift(a)
 
 
-def flagged_rows(a: Array, W: Array, flag: Array) -> tuple[tuple[Array, ...], Array, Array]:
-    """For the flagged outputs ``flag`` (..., r, k) of a vecmat of ``a`` (..., r, j, ...) with ``W`` (..., k, j):
+def flagged_rows(a: Array, W: Array, flag: Array, nv: int = 0) -> tuple[tuple[Array, ...], Array, Array]:
+    """For the flagged outputs ``flag`` (..., r, k) of a vecmat of ``a`` (..., r, j, + nv value axes), W (..., k, j):
 
     their index tuple and, per flagged output, its row of ``a`` (n, j, ...) and of ``W`` (n, j).
+    ``a`` and ``W`` may carry fewer batch axes than ``flag`` (they broadcast).
     """
     xp = _xp(a)
     idx = xp.nonzero(flag)
     batch = flag.shape[:-2]
-    nv = a.ndim - len(batch) - 2
     ab = xp.broadcast_to(a, batch + a.shape[a.ndim - nv - 2 :])
     wb = xp.broadcast_to(W, batch + W.shape[-2:])
     return idx, ab[idx[:-1]], wb[idx[:-2] + (idx[-1],)]
