@@ -972,6 +972,18 @@ def _sym_front32(pr, uj, vs, buf, phi, m, off):
         buf[k] = 0
 
 
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+def _sym_diag32(c, vs, dq, dphi, n):
+    # The diagonal of a symmetric row, all k at once: dq = |c − v_k·v_k| (c = p + D) and
+    # dphi = dq·log dq, vectorised (a scalar libm log per j cost ~10% of the kernel)
+    for k in range(n):
+        q = abs(c + (-vs[k]) * vs[k])
+        b = _f32_bits(q)
+        lg = _log_poly(_bits_f32((b & 0x007FFFFF) | 0x3F800000), np.float32((b >> 23) - 127))
+        dq[k] = q
+        dphi[k] = q * lg if q > 0 else np.float32(0)
+
+
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc", "contract"})
 def _sym_update32(gj, gs, ss, ts, buf, phi, m):
     # Adds g_j·|q_k| to ss and g_j·φ_k to ts and returns (Σ_k g_k·|q_k|, Σ_k g_k·φ_k), in one loop
@@ -998,6 +1010,8 @@ def _affine_entropy_sym32(g, v, p, D, S, T, r0, r1):
     gp = np.zeros(npad, dtype=np.float32)
     sp = np.zeros(npad, dtype=np.float32)
     tp = np.zeros(npad, dtype=np.float32)
+    dq = np.empty(n, dtype=np.float32)
+    dphi = np.empty(n, dtype=np.float32)
     for r in range(r0, r1):
         pr = p[r]
         for k in range(n):
@@ -1006,6 +1020,7 @@ def _affine_entropy_sym32(g, v, p, D, S, T, r0, r1):
         for k in range(npad):
             sp[k] = 0
             tp[k] = 0
+        _sym_diag32(pr + D[r], vp, dq, dphi, n)
         for j in range(n):
             j0 = j & ~31
             uj = -vp[j]
@@ -1013,11 +1028,8 @@ def _affine_entropy_sym32(g, v, p, D, S, T, r0, r1):
             m = npad - j0
             _sym_front32(pr, uj, vp[j0:], buf, phi, m, j + 1 - j0)
             ds, dt = _sym_update32(gj, gp[j0:], sp[j0:], tp[j0:], buf, phi, m)
-            q = abs((pr + D[r]) + uj * vp[j])  # the diagonal
-            sp[j] += ds + gj * q
-            tp[j] += dt
-            if q > 0:
-                tp[j] += gj * (q * np.log(q))
+            sp[j] += ds + gj * dq[j]
+            tp[j] += dt + gj * dphi[j]
         for k in range(n):
             S[r, k] = sp[k]
             T[r, k] = tp[k]
