@@ -36,3 +36,13 @@ def test_entropy_floor_replays_the_pass_and_restores_the_library():
     np.testing.assert_array_equal(st.grad(out, [emb])[0], want)
     assert lines[0].startswith("Entropy's cost, replayed: the pass's 10 Linear contractions and")
     assert any("a floor: dual-number products" in x for x in lines) and "Real's pass" in lines[-1]
+
+
+def test_time_kept_reports_the_passes_that_keep_backpointers():
+    """The keep=True timing names both selective semirings, their ratio to Real and the memory their records take."""
+    bench = _bench()
+    out, emb = bench.build(1, 24, 2, 48, 5)
+    lines = bench.time_kept(out, emb, rounds=1)
+    assert "keep=True" in lines[0]
+    assert [ln.split()[0] for ln in lines[1:]] == ["MaxProduct", "KBest(5)"]
+    assert all("MB of records kept per pass" in ln for ln in lines[1:])
