@@ -858,9 +858,9 @@ _FC7 = np.float32(1.0 / 7.0)
 _FC9 = np.float32(1.0 / 9.0)
 
 
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})  # numpy's error model: no
-# zero-division branch, so it vectorises; contract: FMAs in the inline log
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
 def _affine_entropy_rows32(g, u, v, p, D, S, T, r0, r1):
+    # numpy's error model: no zero-division branch, so the loops vectorise; contract: FMAs in the log.
     # float32 only: log|q| is computed inline so that the k loop vectorises (no libm call):
     # |q| = m·2^e with m in [√½, √2) read from the bits, log m = 2·atanh(s) with
     # s = (m − 1)/(m + 1), |s| ≤ 0.172, by its series to s⁹ (truncation < 1e-9 relative).
