@@ -23,6 +23,7 @@ import pstats
 import statistics
 import sys
 import time
+from typing import Any
 
 import numpy as np
 
@@ -79,6 +80,19 @@ def set_threads(n: int) -> None:
     threadpool_limits(n)
 
 
+def interleaved(fns: dict[str, Any], rounds: int) -> dict[str, list[float]]:
+    """Each function run once to warm up, then ``rounds`` rounds that run each once in turn: its times (s)."""
+    for f in fns.values():
+        f()
+    ts: dict[str, list[float]] = {n: [] for n in fns}
+    for _ in range(rounds):
+        for n, f in fns.items():
+            t = time.perf_counter()
+            f()
+            ts[n].append(time.perf_counter() - t)
+    return ts
+
+
 def kernel_throughput(shapes: list[tuple[int, int, int]], reps: int) -> list[str]:
     """Max-plus kernel (G max-add/s) and BLAS matmul (GFLOP/s) on the same (r, j, k), interleaved."""
     rng = np.random.default_rng(1)
@@ -95,15 +109,7 @@ def kernel_throughput(shapes: list[tuple[int, int, int]], reps: int) -> list[str
             "kbest5": lambda ak=ak, w=w: kernels.kbest_vecmat(ak, w),
             "signed": lambda a2=a2, w=w: kernels.signed_vecmat(a2, w),
         }
-        ts: dict[str, list[float]] = {n: [] for n in fns}
-        for f in fns.values():
-            f()
-        for _ in range(reps):
-            for n, f in fns.items():
-                t = time.perf_counter()
-                f()
-                ts[n].append(time.perf_counter() - t)
-        med = {n: statistics.median(v) for n, v in ts.items()}
+        med = {n: statistics.median(v) for n, v in interleaved(fns, reps).items()}
         ops_ = r * j * k
         lines.append(
             f"  ({r}, {j}) x ({j}, {k}): BLAS {2 * ops_ / med['blas'] / 1e9:7.2f} GFLOP/s | "
@@ -146,16 +152,8 @@ class OtherLoad:
 
 def time_semirings(out: st.Tensor, emb: st.Tensor, rounds: int) -> dict[str, list[float]]:
     """Interleaved rounds: each round runs every semiring's backward once (after one warm-up each)."""
-    srs = semirings()
-    for sr in srs.values():
-        st.grad(out, [emb], semiring=sr)
-    ts: dict[str, list[float]] = {n: [] for n in srs}
-    for _ in range(rounds):
-        for n, sr in srs.items():
-            t = time.perf_counter()
-            st.grad(out, [emb], semiring=sr)
-            ts[n].append(time.perf_counter() - t)
-    return ts
+    fns = {n: (lambda sr=sr: st.grad(out, [emb], semiring=sr)) for n, sr in semirings().items()}
+    return interleaved(fns, rounds)
 
 
 def profile(out: st.Tensor, emb: st.Tensor, name: str, top: int = 18) -> list[str]:
@@ -198,16 +196,13 @@ def time_kept(out: st.Tensor, emb: st.Tensor, rounds: int) -> list[str]:
             res = st.backward(out, [emb], semiring=sr, keep=True)
             kept[n] = sum(a.nbytes + (0 if b is None else b.nbytes) for a, b in res.records.values()) / 1e6
             del res
-    ts: dict[str, list[float]] = {n: [] for n in srs}
-    for _ in range(rounds):
-        for n, sr in srs.items():
-            t = time.perf_counter()
-            if n == "Real":
-                st.grad(out, [emb], semiring=sr)
-            else:
-                st.backward(out, [emb], semiring=sr, keep=True)
-            ts[n].append(time.perf_counter() - t)
-    med = {n: statistics.median(v) for n, v in ts.items()}
+    fns = {
+        n: (lambda sr=sr: st.grad(out, [emb], semiring=sr))
+        if n == "Real"
+        else (lambda sr=sr: st.backward(out, [emb], semiring=sr, keep=True))
+        for n, sr in srs.items()
+    }
+    med = {n: statistics.median(v) for n, v in interleaved(fns, rounds).items()}
     lines = [
         f"with every tensor's values and backpointers kept (st.backward(..., keep=True), as st.top_paths runs), "
         f"medians of {rounds} rounds against Real's st.grad ({med['Real'] * 1e3:.2f} ms):"
@@ -302,15 +297,7 @@ def entropy_floor(out: st.Tensor, emb: st.Tensor, rounds: int) -> list[str]:
         "three": entropy_products,
         "rows": row_jacobians,
     }
-    ts: dict[str, list[float]] = {n: [] for n in fns}
-    for f in fns.values():
-        f()
-    for _ in range(rounds):
-        for n, f in fns.items():
-            t = time.perf_counter()
-            f()
-            ts[n].append(time.perf_counter() - t)
-    med = {n: statistics.median(v) for n, v in ts.items()}
+    med = {n: statistics.median(v) for n, v in interleaved(fns, rounds).items()}
     rest = max(med["pass"] - med["real"], 0.0)
     base = med["three"] + rest
     both = base + med["rows"]
