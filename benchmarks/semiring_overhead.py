@@ -156,9 +156,19 @@ def time_semirings(out: st.Tensor, emb: st.Tensor, rounds: int) -> dict[str, lis
     return interleaved(fns, rounds)
 
 
+def semiring_named(name: str) -> tuple[str, st.Semiring]:
+    """The timed semiring called ``name`` (any case; ``KBest`` means ``KBest(5)``), or a ValueError naming them."""
+    table = semirings()
+    by = {n.lower(): n for n in table} | {n.split("(")[0].lower(): n for n in table}
+    key = by.get(name.lower())
+    if key is None:
+        raise ValueError(f"--profile: no semiring called {name!r}; choose one of {', '.join(table)}")
+    return key, table[key]
+
+
 def profile(out: st.Tensor, emb: st.Tensor, name: str, top: int = 18) -> list[str]:
     """cProfile of one backward under semiring ``name``: the top functions by own time."""
-    sr = semirings()[name]
+    name, sr = semiring_named(name)
     st.grad(out, [emb], semiring=sr)
     pr = cProfile.Profile()
     pr.enable()
@@ -330,6 +340,11 @@ def main(argv: list[str] | None = None) -> int:
         "--threads", type=int, default=None, help="limit BLAS and numba to this many threads (default: theirs)"
     )
     args = p.parse_args(argv)
+    for name in args.profile or []:  # before minutes of timing, not after
+        try:
+            semiring_named(name)
+        except ValueError as e:
+            p.error(str(e))
     if args.threads:
         set_threads(args.threads)
     layers = 2 if args.quick else 6

@@ -6,6 +6,7 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import semitorch as st
 from semitorch import kernels
@@ -46,3 +47,16 @@ def test_time_kept_reports_the_passes_that_keep_backpointers():
     assert "keep=True" in lines[0]
     assert [ln.split()[0] for ln in lines[1:]] == ["MaxProduct", "KBest(5)"]
     assert all("MB of records kept per pass" in ln for ln in lines[1:])
+
+
+def test_profile_names_are_checked_before_the_timing(capsys):
+    bench = _bench()
+    assert bench.semiring_named("entropy")[0] == "Entropy"
+    assert bench.semiring_named("kbest")[0] == "KBest(5)"
+    assert bench.semiring_named("KBest(5)")[0] == "KBest(5)"
+    with pytest.raises(SystemExit) as e:
+        bench.main(["--quick", "--profile", "nope"])
+    assert e.value.code == 2
+    err = capsys.readouterr()
+    assert "no semiring called 'nope'" in err.err and "Entropy" in err.err
+    assert "load average" not in err.out  # nothing was timed
