@@ -362,6 +362,16 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     backend = kernels.warmup()
     print(f"kernels: backend {backend}, warmup {time.perf_counter() - t0:.2f} s")
+    if backend == "numba":
+        from semitorch.kernels import numba_cpu
+
+        timeout = os.environ.get("OPENBLAS_THREAD_TIMEOUT", "unset")
+        print(
+            f"idle BLAS threads {'spin' if numba_cpu.BLAS_SPINS else 'sleep'} after each call "
+            f"(OPENBLAS_THREAD_TIMEOUT={timeout}): the kernels of Log/Entropy/MaxProduct passes "
+            f"split over threads from {numba_cpu._nchunks_threshold(True):.3g} evaluations a call "
+            f"(the others from {numba_cpu._nchunks_threshold(False):.3g})"
+        )
 
     if not args.no_kernels:
         shapes = [(32, 384, 1536), (32, 1536, 384), (32, 384, 384)]

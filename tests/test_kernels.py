@@ -401,3 +401,33 @@ def test_bad_shapes_name_the_kernel_and_shapes(mod):
         mod.maxplus_vecmat(np.zeros(3), np.zeros((4, 3)))
     with pytest.raises(ValueError, match=r"kbest_vecmat: a must have at least 3 dims.*a \(2, 3\)"):
         mod.kbest_vecmat(np.zeros((2, 3)), np.zeros((4, 3)))
+
+
+@pytest.mark.parametrize(
+    ("env", "spins"),
+    [
+        ({}, True),  # OpenBLAS's default: 2^28 cycles
+        ({"OPENBLAS_THREAD_TIMEOUT": "10"}, False),
+        ({"OPENBLAS_THREAD_TIMEOUT": "16"}, False),
+        ({"OPENBLAS_THREAD_TIMEOUT": "17"}, True),
+        ({"OPENBLAS_THREAD_TIMEOUT": "soon"}, True),  # unparsable: as if unset
+        ({"OPENBLAS_NUM_THREADS": "1"}, False),
+        ({"OPENBLAS_NUM_THREADS": "2"}, True),
+        ({"OMP_NUM_THREADS": "1"}, False),
+        ({"OMP_NUM_THREADS": "1,1"}, False),  # the nested form: the outer level counts
+        ({"OPENBLAS_NUM_THREADS": "2", "OMP_NUM_THREADS": "1"}, True),  # OpenBLAS's own variable wins
+        ({"GOTO_NUM_THREADS": "1", "OMP_NUM_THREADS": "4"}, False),
+    ],
+)
+def test_blas_spins_from_env_reads_openblas_settings(env, spins):
+    assert numba_cpu.blas_spins_from_env(env) is spins
+
+
+def test_contended_kernels_split_at_the_plain_threshold_when_blas_does_not_spin(monkeypatch):
+    work = numba_cpu.PARALLEL_MIN_WORK * 2  # above the plain threshold, below the contended one
+    monkeypatch.setattr(numba_cpu, "BLAS_SPINS", True)
+    assert numba_cpu._nchunks(64, work, contended=True) == 0
+    assert numba_cpu._nchunks(64, work) > 0
+    monkeypatch.setattr(numba_cpu, "BLAS_SPINS", False)
+    assert numba_cpu._nchunks(64, work, contended=True) > 0
+    assert numba_cpu._nchunks(1, work, contended=True) == 0  # one row: nothing to split

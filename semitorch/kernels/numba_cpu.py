@@ -55,6 +55,45 @@ the 2-core machine this was measured on (benchmarks/semiring_overhead.py):
 
 _CONTENDED = 4  # log2 of the factor for kernels that run while BLAS threads spin (see above)
 
+
+def blas_spins_from_env(env: Any = None) -> bool:
+    """Whether idle OpenBLAS threads busy-wait after each BLAS call, as the environment sets them up.
+
+    OpenBLAS reads this when it loads: its worker threads spin for 2^t cycles after
+    each call, t = ``OPENBLAS_THREAD_TIMEOUT`` (default 28, about 0.1 s; clamped to
+    4..30), and there are none when its thread count (``OPENBLAS_NUM_THREADS``, else
+    ``GOTO_NUM_THREADS``, else ``OMP_NUM_THREADS``) is 1. Spinning for at most 2^16
+    cycles (tens of µs) counts as not spinning. Unparsable values count as unset.
+    """
+    env = os.environ if env is None else env
+
+    def number(*names: str) -> int | None:
+        for name in names:
+            try:
+                v = int(str(env.get(name, "")).strip().split(",")[0])
+            except ValueError:
+                continue
+            if v > 0:
+                return v
+        return None
+
+    if number("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS") == 1:
+        return False
+    timeout = number("OPENBLAS_THREAD_TIMEOUT")
+    return timeout is None or timeout > 16
+
+
+BLAS_SPINS = blas_spins_from_env()
+"""Whether idle BLAS threads are taken to spin on the other cores (see :func:`blas_spins_from_env`).
+
+While they do, the kernels of the passes that run in their wake (``contended``) split
+only at 16 times :data:`PARALLEL_MIN_WORK`; when they don't (``OPENBLAS_THREAD_TIMEOUT=10``
+or one BLAS thread, set before numpy is imported), at :data:`PARALLEL_MIN_WORK` like the
+rest. Measured on the benchmark's encoder, alternating processes, default against
+``OPENBLAS_THREAD_TIMEOUT=10``: MaxProduct 43-44 → 32-37 ms, Entropy 74-81 → 62-70 ms,
+Real 13-15 ms either way. Set it to override the guess (e.g. a BLAS other than OpenBLAS).
+"""
+
 _NEG = -np.inf
 _POS = np.inf
 
@@ -1738,12 +1777,18 @@ def affine_entropy(g: Array, u: Array, v: Array, p: Array, D: Array) -> tuple[Ar
 # ---- drivers ------------------------------------------------------------------------------
 
 
+def _nchunks_threshold(contended: bool) -> int:
+    """The work (candidate evaluations) from which a call splits over threads."""
+    return PARALLEL_MIN_WORK << _CONTENDED if contended and BLAS_SPINS else PARALLEL_MIN_WORK
+
+
 def _nchunks(rows: int, work: int, contended: bool = False) -> int:
     """How many pieces to split ``rows`` into: 0 means run serially on this thread.
 
-    ``contended``: the kernel's passes run while BLAS threads spin (see :data:`PARALLEL_MIN_WORK`).
+    ``contended``: the kernel's passes run while BLAS threads spin, if they do (see
+    :data:`PARALLEL_MIN_WORK` and :data:`BLAS_SPINS`).
     """
-    if work < (PARALLEL_MIN_WORK << _CONTENDED if contended else PARALLEL_MIN_WORK) or rows < 2:
+    if work < _nchunks_threshold(contended) or rows < 2:
         return 0
     return min(rows, 4 * numba.get_num_threads())
 
