@@ -133,7 +133,42 @@ CASES: list[tuple[str, Callable[[], Any], type[BaseException], str]] = [
     ("gelu_approximate", lambda: st.gelu(t((2,)), "fast"), ValueError,
      r"gelu: approximate must be 'none' or 'tanh', got 'fast'"),
     ("dropout_p", lambda: st.dropout(t((2,)), 1.5), ValueError, r"dropout: p must be in \[0, 1\], got 1.5"),
-    ("pow_tensor_exponent", lambda: t((2,)) ** t((2,)), TypeError, r"pow: the exponent must be a Python scalar"),
+    ("pow_tensor_exponent", lambda: t((2,)) ** t((2,)), TypeError,
+     r"pow: p must be a real number, got Tensor of shape \(2,\); the exponent is a scalar: for a Tensor exponent "
+     r"use exp\(p \* log\(x\)\)"),
+    # arguments of the wrong kind: checked by st.register from the op's annotations, before the op runs
+    ("unary_array_input", lambda: st.exp(np.ones(3)), TypeError,
+     r"exp: x must be a semitorch Tensor \(wrap arrays with st.tensor\(\.\.\.\)\), got ndarray of shape \(3,\)"),
+    ("layer_norm_torch_normalized_shape", lambda: st.layer_norm(t((2, 3)), (3,)), TypeError,
+     r"layer_norm: weight must be a semitorch Tensor or None, got tuple of int"),
+    ("concat_mixed", lambda: st.concat([t((2,)), np.ones(2)]), TypeError,
+     r"concat: xs must be a list or tuple of semitorch Tensors, got list of Tensor, ndarray"),
+    ("softmax_float_axis", lambda: st.softmax(t((2, 3)), 1.0), TypeError,
+     r"softmax: axis must be an int, got float 1.0"),
+    ("dropout_p_str", lambda: st.dropout(t((2,)), "0.1"), TypeError,
+     r"dropout: p must be a real number, got str '0.1'"),
+    ("sum_keepdims_int", lambda: st.sum(t((2,)), 0, keepdims=2), TypeError, r"sum: keepdims must be a bool, got int 2"),
+    ("gelu_approximate_bool", lambda: st.gelu(t((2,)), True), TypeError,
+     r"gelu: approximate must be a str, got bool True"),
+    ("add_str_operand", lambda: st.add(t((2,)), "a"), TypeError,
+     r"add: b must be a Tensor, a number or a numeric array, got str 'a'"),
+    ("mul_none_operand", lambda: t((2,)) * None, TypeError,
+     r"mul: b must be a Tensor, a number or a numeric array, got NoneType None"),
+    ("matmul_dict_operand", lambda: st.matmul({"w": 1}, t((2, 2))), TypeError,
+     r"matmul: a must be a Tensor, a number or a numeric array, got dict"),
+    ("where_str_branch", lambda: st.where(np.array([True, False]), t((2,)), "x"), TypeError,
+     r"where: b must be a Tensor, a number or a numeric array, got str 'x'"),
+    ("masked_fill_none_mask", lambda: st.masked_fill(t((2,)), None, 0.0), TypeError,
+     r"masked_fill: mask must be a Tensor, a number or a numeric array, got NoneType None"),
+    ("sum_str_axis", lambda: st.sum(t((2, 3)), "0"), TypeError,
+     r"sum: axis must be None, an int or a tuple of ints, got str '0'"),
+    ("mean_float_axes", lambda: t((2, 3)).mean((0.5,)), TypeError,
+     r"mean: axis must be None, an int or a tuple of ints, got tuple of float"),
+    ("reshape_str_shape", lambda: st.reshape(t((2, 3)), "6"), TypeError,
+     r"reshape: shape must be an int or a tuple of ints, got '6'"),
+    ("transpose_str_axes", lambda: st.transpose(t((2, 3)), "10"), TypeError,
+     r"transpose: axes must be None or a tuple of ints, got '10'"),
+    ("astype_not_a_dtype", lambda: st.astype(t((2,)), "floaty"), TypeError, r"astype: 'floaty' is not a dtype"),
     ("binary_no_tensor", lambda: st.add([1.0], [2.0]), TypeError, r"add: at least one operand must be a Tensor"),
     ("item", lambda: t((2, 3)).item(), ValueError, r"item\(\): tensor of shape \(2, 3\) has 6 elements, expected 1"),
     ("unknown_device", lambda: st.tensor([1.0], device="tpu"), ValueError,
@@ -239,3 +274,30 @@ def test_grad_inputs_of_the_wrong_kind() -> None:
         st.grad(x.sum(), 5)
     with pytest.raises(TypeError, match=r"inputs\[1\] is a str"):
         st.grad(x.sum(), [x, "x"])
+
+
+def test_registered_ops_keep_their_signature_and_registry_entry() -> None:
+    """The argument check wraps the op: the registry and the module hold the same function, with its signature."""
+    import inspect
+
+    assert st.OPS["exp"] is st.exp and st.OPS["layer_norm"] is st.layer_norm
+    assert list(inspect.signature(st.layer_norm).parameters) == ["x", "weight", "bias", "eps"]
+    assert st.exp.__name__ == "exp" and "eˣ" in (st.ops.elementwise.__doc__ or "")
+
+
+def test_a_users_registered_op_gets_the_argument_check() -> None:
+    """st.register on a user's op checks its Tensor-annotated parameters too; un-annotated ones are left alone."""
+
+    def scaled_(x: st.Tensor, k: float, tag: Any = None) -> st.Tensor:
+        return x * k
+
+    op = st.register(scaled_)
+    try:
+        assert st.OPS["scaled"] is op
+        np.testing.assert_array_equal(op(t((2,)), 3.0, tag=object()).data, [3.0, 3.0])
+        with pytest.raises(TypeError, match=r"scaled: x must be a semitorch Tensor .*got list"):
+            op([1.0, 2.0], 3.0)
+        with pytest.raises(TypeError, match=r"scaled: k must be a real number, got str 'x'"):
+            op(t((2,)), k="x")
+    finally:
+        del st.OPS["scaled"]

@@ -20,8 +20,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from ..tensor import Tensor
-from ._core import broadcast_shapes, data, record, register, xp
+from ._core import ARG_HINTS, broadcast_shapes, check_operand, data, record, register, xp
 from .structures import Elementwise
 
 
@@ -31,6 +33,8 @@ def _shape(x: Any) -> tuple[int, ...]:
 
 def _binary(op: str, a: Any, b: Any, f: Any, da: Any, db: Any) -> Tensor:
     """Record ``f(a, b)`` with edge weights ``da()`` and ``db()`` (thunks, called at backward)."""
+    check_operand(op, "a", a)
+    check_operand(op, "b", b)
     if not isinstance(a, Tensor) and not isinstance(b, Tensor):
         raise TypeError(f"{op}: at least one operand must be a Tensor")
     m = xp(op, a, b)
@@ -113,10 +117,11 @@ def neg(x: Tensor) -> Tensor:
 @register
 def pow(x: Tensor, p: float) -> Tensor:  # noqa: A001
     """x ** p for a scalar exponent p. Edge weight p·x^(p-1)."""
-    if isinstance(p, Tensor):
-        raise TypeError("pow: the exponent must be a Python scalar, not a Tensor (use exp(p * log(x)))")
     p = float(p)
     return _unary("pow", x, x.data**p, lambda: p * x.data ** (p - 1.0))
+
+
+ARG_HINTS["pow", "p"] = "the exponent is a scalar: for a Tensor exponent use exp(p * log(x))"
 
 
 @register
@@ -204,6 +209,8 @@ def clip(x: Tensor, lo: float | None = None, hi: float | None = None) -> Tensor:
 @register
 def where(cond: Any, a: Any, b: Any) -> Tensor:
     """``a`` where ``cond`` else ``b`` (broadcasting). Edges: [cond] to a, [¬cond] to b."""
+    for name, v in (("cond", cond), ("a", a), ("b", b)):
+        check_operand("where", name, v)
     c = data(cond)
     m = xp("where", c, a, b)
     c = m.asarray(c).astype(bool, copy=False)  # a non-bool condition means != 0 (and ~c must be logical)
@@ -225,6 +232,7 @@ def where(cond: Any, a: Any, b: Any) -> Tensor:
 @register
 def masked_fill(x: Tensor, mask: Any, value: float) -> Tensor:
     """``value`` where ``mask`` is true, else x. Edge weight [¬mask]."""
+    check_operand("masked_fill", "mask", mask)
     mk = data(mask)
     m = xp("masked_fill", x, mk)
     mk = m.asarray(mk).astype(bool, copy=False)  # a non-bool mask means != 0 (and ~mk must be logical)
@@ -238,4 +246,8 @@ def masked_fill(x: Tensor, mask: Any, value: float) -> Tensor:
 @register
 def astype(x: Tensor, dtype: Any) -> Tensor:
     """Cast to ``dtype``. Edge weight 1."""
-    return _unary("astype", x, x.data.astype(dtype), lambda: None)
+    try:
+        dt = np.dtype(dtype)
+    except TypeError as e:
+        raise TypeError(f"astype: {dtype!r} is not a dtype ({e})") from None
+    return _unary("astype", x, x.data.astype(dt), lambda: None)

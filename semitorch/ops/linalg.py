@@ -7,13 +7,15 @@ from __future__ import annotations
 from typing import Any
 
 from ..tensor import Tensor
-from ._core import as_tensor, broadcast_shapes, record, register, xp
+from ._core import as_tensor, broadcast_shapes, check_operand, record, register, xp
 from .structures import Linear
 
 
 @register
 def matmul(a: Any, b: Any) -> Tensor:
     """a @ b (numpy semantics: batched, broadcasting, 1-D promoted). See the module doc for edges."""
+    check_operand("matmul", "a", a)
+    check_operand("matmul", "b", b)
     a, b = as_tensor(a), as_tensor(b)
     m = xp("matmul", a, b)
     if a.ndim == 0 or b.ndim == 0:

@@ -23,7 +23,14 @@ from .structures import Elementwise, Scatter, Take
 @register
 def reshape(x: Tensor, shape: Any) -> Tensor:
     """Reshape (one -1 allowed). Edges: weight 1, element to element in C order."""
-    shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+    if isinstance(shape, (int, np.integer)) and not isinstance(shape, (bool, np.bool_)):
+        shape = (shape,)
+    elif isinstance(shape, (list, tuple)) and all(
+        isinstance(s, (int, np.integer)) and not isinstance(s, (bool, np.bool_)) for s in shape
+    ):
+        shape = tuple(int(s) for s in shape)
+    else:
+        raise TypeError(f"reshape: shape must be an int or a tuple of ints, got {shape!r}")
     try:
         out = x.data.reshape(shape)
     except ValueError:
@@ -61,6 +68,11 @@ def squeeze(x: Tensor, axis: Any = None) -> Tensor:
 def transpose(x: Tensor, axes: Any = None) -> Tensor:
     """Permute axes (None: reverse them). Edges: weight 1."""
     nd = x.ndim
+    if axes is not None and not (
+        isinstance(axes, (list, tuple))
+        and all(isinstance(a, (int, np.integer)) and not isinstance(a, (bool, np.bool_)) for a in axes)
+    ):
+        raise TypeError(f"transpose: axes must be None or a tuple of ints, got {axes!r}")
     if axes is not None and any(not -nd <= int(a) < nd for a in axes):
         raise ValueError(f"transpose: axes {tuple(axes)} are out of range for a tensor of shape {x.shape}")
     perm = tuple(range(nd))[::-1] if axes is None else tuple(int(a) % max(nd, 1) for a in axes)
