@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import semitorch as st
-from semitorch import backend
+from semitorch import backend, nn
 
 
 def t(shape: tuple[int, ...], grad: bool = True, dtype: Any = np.float64) -> st.Tensor:
@@ -189,7 +189,41 @@ CASES: list[tuple[str, Callable[[], Any], type[BaseException], str]] = [
      r"semiring must be a semitorch Semiring instance \(e.g. st.semirings.Real\(\)\), got str"),
     ("grad_non_semiring_class", lambda: st.grad(t((2,)).sum(), t((2,)), semiring=dict), TypeError,
      r"semiring must be a semitorch Semiring instance .*got type"),
+    # layers and models: arguments checked when the module is built
+    ("linear_str_size", lambda: nn.Linear("4", 3), TypeError, r"Linear: in_features must be an int, got str '4'"),
+    ("linear_negative_size", lambda: nn.Linear(4, -3), ValueError, r"Linear: out_features must be >= 0, got -3"),
+    ("linear_int_dtype", lambda: nn.Linear(4, 3, dtype=np.int32), TypeError,
+     r"Linear: parameters must be float32 or float64, got dtype int32"),
+    ("embedding_float_rows", lambda: nn.Embedding(2.5, 3), TypeError,
+     r"Embedding: num_embeddings must be an int, got float 2.5"),
+    ("embedding_padding_idx_range", lambda: nn.Embedding(5, 3, padding_idx=5), ValueError,
+     r"Embedding: padding_idx 5 is out of range for a table of 5 rows"),
+    ("embedding_padding_idx_str", lambda: nn.Embedding(5, 3, padding_idx="0"), TypeError,
+     r"Embedding: padding_idx must be an int or None, got str"),
+    ("layernorm_two_axes", lambda: nn.LayerNorm((3, 4)), ValueError,
+     r"LayerNorm: normalises over the last axis only, so normalized_shape must be an int or \(n,\), got \(3, 4\)"),
+    ("layernorm_not_a_dtype", lambda: nn.LayerNorm(4, dtype="floaty"), TypeError,
+     r"LayerNorm: dtype 'floaty' is not a dtype"),
+    ("dropout_module_p_str", lambda: nn.Dropout("0.1"), TypeError, r"Dropout: p must be a real number, got str '0.1'"),
+    ("gelu_module_approximate", lambda: nn.GELU("fast"), ValueError,
+     r"GELU: approximate must be 'none' or 'tanh', got 'fast'"),
+    ("modulelist_none", lambda: nn.ModuleList(None), TypeError,
+     r"ModuleList: modules must be an iterable of Modules, got NoneType"),
+    ("bert_config_dict", lambda: nn.BertModel({"hidden_size": 8}), TypeError,
+     r"BertModel: config must be a BertConfig \(e.g. BertConfig.from_dict\(\.\.\.\)\), got dict"),
+    ("bert_layer_config_int", lambda: nn.BertLayer(3), TypeError, r"BertLayer: config must be a BertConfig .*got int"),
 ]  # fmt: skip
+
+
+def test_layernorm_accepts_torchs_one_axis_normalized_shape() -> None:
+    """nn.LayerNorm((n,)) is nn.LayerNorm(n), as torch's normalized_shape of one axis."""
+    assert nn.LayerNorm((4,)).normalized_shape == 4 and nn.LayerNorm((4,)).weight.shape == (4,)
+
+
+def test_embedding_negative_padding_idx_counts_from_the_end() -> None:
+    """padding_idx=-1 is the last row (as torch), stored non-negative, and that row starts at zero."""
+    e = nn.Embedding(5, 3, padding_idx=-1)
+    assert e.padding_idx == 4 and not e.weight.data[4].any()
 
 
 @pytest.mark.parametrize(("name", "thunk", "exc", "match"), CASES, ids=[c[0] for c in CASES])

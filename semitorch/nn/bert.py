@@ -105,6 +105,14 @@ class BertConfig:
         return d
 
 
+def _check_config(owner: str, config: Any) -> None:
+    """A TypeError naming ``owner`` unless ``config`` is a :class:`BertConfig`."""
+    if not isinstance(config, BertConfig):
+        raise TypeError(
+            f"{owner}: config must be a BertConfig (e.g. BertConfig.from_dict(...)), got {type(config).__name__}"
+        )
+
+
 @dataclass
 class ModelOutput:
     """What a BERT model returns (fields not computed are None), as transformers' output objects."""
@@ -124,6 +132,7 @@ class BertEmbeddings(Module):
     """Word + token-type + position embeddings, then LayerNorm and dropout."""
 
     def __init__(self, config: BertConfig) -> None:
+        _check_config(type(self).__name__, config)
         super().__init__()
         self.config = config
         self.word_embeddings = Embedding(config.vocab_size, config.hidden_size, config.pad_token_id)
@@ -150,6 +159,7 @@ class BertSelfAttention(Module):
     """Multi-head scaled dot-product attention: ``query``, ``key``, ``value`` projections."""
 
     def __init__(self, config: BertConfig) -> None:
+        _check_config(type(self).__name__, config)
         super().__init__()
         self.num_attention_heads = config.num_attention_heads
         self.attention_head_size = config.hidden_size // config.num_attention_heads
@@ -179,6 +189,7 @@ class BertSelfOutput(Module):
     """Output projection of attention, dropout, residual connection, LayerNorm."""
 
     def __init__(self, config: BertConfig, in_features: int | None = None) -> None:
+        _check_config(type(self).__name__, config)
         super().__init__()
         self.dense = Linear(in_features or config.hidden_size, config.hidden_size)
         self.LayerNorm = LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
@@ -193,6 +204,7 @@ class BertAttention(Module):
     """Self-attention (attribute ``self``, as in Hugging Face) and its output block."""
 
     def __init__(self, config: BertConfig) -> None:
+        _check_config(type(self).__name__, config)
         super().__init__()
         self.self = BertSelfAttention(config)
         self.output = BertSelfOutput(config)
@@ -207,6 +219,7 @@ class BertIntermediate(Module):
     """Feed-forward expansion: dense to ``intermediate_size`` and the activation."""
 
     def __init__(self, config: BertConfig) -> None:
+        _check_config(type(self).__name__, config)
         super().__init__()
         self.dense = Linear(config.hidden_size, config.intermediate_size)
         self.intermediate_act_fn = _ACTIVATIONS[config.hidden_act]
@@ -220,6 +233,7 @@ class BertOutput(BertSelfOutput):
     """Feed-forward contraction (``intermediate_size`` → hidden), dropout, residual connection, LayerNorm."""
 
     def __init__(self, config: BertConfig) -> None:
+        _check_config(type(self).__name__, config)
         super().__init__(config, config.intermediate_size)
 
 
@@ -227,6 +241,7 @@ class BertLayer(Module):
     """One transformer block: attention, then the feed-forward network."""
 
     def __init__(self, config: BertConfig) -> None:
+        _check_config(type(self).__name__, config)
         super().__init__()
         self.attention = BertAttention(config)
         self.intermediate = BertIntermediate(config)
@@ -242,6 +257,7 @@ class BertEncoder(Module):
     """The stack of ``num_hidden_layers`` blocks (``layer.0``, ``layer.1``, ...)."""
 
     def __init__(self, config: BertConfig) -> None:
+        _check_config(type(self).__name__, config)
         super().__init__()
         self.layer = ModuleList(BertLayer(config) for _ in range(config.num_hidden_layers))
 
@@ -259,6 +275,7 @@ class BertPooler(Module):
     """tanh(dense(hidden state of the first token))."""
 
     def __init__(self, config: BertConfig) -> None:
+        _check_config(type(self).__name__, config)
         super().__init__()
         self.dense = Linear(config.hidden_size, config.hidden_size)
 
@@ -385,6 +402,7 @@ class BertModel(BertPreTrainedModel):
     """The BERT encoder: embeddings, ``encoder.layer.*`` and (optionally) the pooler."""
 
     def __init__(self, config: BertConfig, add_pooling_layer: bool = True) -> None:
+        _check_config(type(self).__name__, config)
         super().__init__()
         self.config = config
         self.embeddings = BertEmbeddings(config)
@@ -422,6 +440,7 @@ class BertPredictionHeadTransform(Module):
     """dense, activation, LayerNorm before the vocabulary projection."""
 
     def __init__(self, config: BertConfig) -> None:
+        _check_config(type(self).__name__, config)
         super().__init__()
         self.dense = Linear(config.hidden_size, config.hidden_size)
         self.transform_act_fn = _ACTIVATIONS[config.hidden_act]
@@ -436,6 +455,7 @@ class BertLMPredictionHead(Module):
     """transform, then ``decoder`` (weight tied to the word embeddings) plus the vocabulary ``bias``."""
 
     def __init__(self, config: BertConfig) -> None:
+        _check_config(type(self).__name__, config)
         super().__init__()
         self.transform = BertPredictionHeadTransform(config)
         self.decoder = Linear(config.hidden_size, config.vocab_size, bias=False)
@@ -450,6 +470,7 @@ class BertOnlyMLMHead(Module):
     """The masked-LM head (``cls.predictions``)."""
 
     def __init__(self, config: BertConfig) -> None:
+        _check_config(type(self).__name__, config)
         super().__init__()
         self.predictions = BertLMPredictionHead(config)
 
@@ -462,6 +483,7 @@ class BertForMaskedLM(BertPreTrainedModel):
     """BERT with the masked-language-model head; the decoder shares the word-embedding matrix."""
 
     def __init__(self, config: BertConfig) -> None:
+        _check_config(type(self).__name__, config)
         super().__init__()
         self.config = config
         self.bert = BertModel(config, add_pooling_layer=False)
@@ -514,6 +536,7 @@ class BertForSequenceClassification(BertPreTrainedModel):
     """BERT, the pooler, dropout and a linear ``classifier`` over ``num_labels`` classes (1 = regression)."""
 
     def __init__(self, config: BertConfig) -> None:
+        _check_config(type(self).__name__, config)
         super().__init__()
         self.config = config
         self.num_labels = config.num_labels

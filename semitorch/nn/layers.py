@@ -41,6 +41,32 @@ def normal(shape: tuple[int, ...], std: float, dtype: Any = np.float32) -> np.nd
     return (_rng.standard_normal(shape) * std).astype(dtype)
 
 
+def _size(owner: str, name: str, v: Any) -> int:
+    """``v`` as a size (an int ≥ 0), or a clear error naming the layer and the argument."""
+    if not isinstance(v, (int, np.integer)) or isinstance(v, (bool, np.bool_)):
+        raise TypeError(f"{owner}: {name} must be an int, got {type(v).__name__} {v!r}")
+    if v < 0:
+        raise ValueError(f"{owner}: {name} must be >= 0, got {v}")
+    return int(v)
+
+
+def _float_dtype(owner: str, dtype: Any) -> np.dtype:
+    """``dtype`` as float32 or float64 (parameters require grad), or a clear error naming the layer."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"{owner}: dtype {dtype!r} is not a dtype") from None
+    if dt not in (np.float32, np.float64):
+        raise TypeError(f"{owner}: parameters must be float32 or float64, got dtype {dt}")
+    return dt
+
+
+def _real(owner: str, name: str, v: Any) -> float:
+    if not isinstance(v, (int, float, np.floating, np.integer)) or isinstance(v, (bool, np.bool_)):
+        raise TypeError(f"{owner}: {name} must be a real number, got {type(v).__name__} {v!r}")
+    return float(v)
+
+
 class Linear(Module):
     """y = x Wᵀ + b with ``weight`` of shape (out_features, in_features), as torch.nn.Linear.
 
@@ -49,6 +75,11 @@ class Linear(Module):
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, dtype: Any = np.float32) -> None:
         super().__init__()
+        in_features, out_features = (
+            _size("Linear", "in_features", in_features),
+            _size("Linear", "out_features", out_features),
+        )
+        dtype = _float_dtype("Linear", dtype)
         self.in_features, self.out_features = in_features, out_features
         bound = 1.0 / math.sqrt(in_features) if in_features else 0.0
         self.weight = Parameter(uniform((out_features, in_features), bound, dtype))
@@ -73,6 +104,17 @@ class Embedding(Module):
         self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None, dtype: Any = np.float32
     ):
         super().__init__()
+        num_embeddings = _size("Embedding", "num_embeddings", num_embeddings)
+        embedding_dim = _size("Embedding", "embedding_dim", embedding_dim)
+        dtype = _float_dtype("Embedding", dtype)
+        if padding_idx is not None:
+            if not isinstance(padding_idx, (int, np.integer)) or isinstance(padding_idx, (bool, np.bool_)):
+                raise TypeError(f"Embedding: padding_idx must be an int or None, got {type(padding_idx).__name__}")
+            if not -num_embeddings <= padding_idx < num_embeddings:
+                raise ValueError(
+                    f"Embedding: padding_idx {padding_idx} is out of range for a table of {num_embeddings} rows"
+                )
+            padding_idx = int(padding_idx) % num_embeddings
         self.num_embeddings, self.embedding_dim, self.padding_idx = num_embeddings, embedding_dim, padding_idx
         w = normal((num_embeddings, embedding_dim), 1.0, dtype)
         if padding_idx is not None:
@@ -93,6 +135,15 @@ class LayerNorm(Module):
 
     def __init__(self, normalized_shape: int, eps: float = 1e-5, dtype: Any = np.float32) -> None:
         super().__init__()
+        if isinstance(normalized_shape, (tuple, list)) and len(normalized_shape) == 1:  # torch's (n,) form
+            normalized_shape = normalized_shape[0]
+        elif isinstance(normalized_shape, (tuple, list)):
+            raise ValueError(
+                f"LayerNorm: normalises over the last axis only, so normalized_shape must be an int or (n,), "
+                f"got {tuple(normalized_shape)}"
+            )
+        normalized_shape = _size("LayerNorm", "normalized_shape", normalized_shape)
+        eps, dtype = _real("LayerNorm", "eps", eps), _float_dtype("LayerNorm", dtype)
         self.normalized_shape, self.eps = normalized_shape, eps
         self.weight = Parameter(np.ones(normalized_shape, dtype=dtype))
         self.bias = Parameter(np.zeros(normalized_shape, dtype=dtype))
@@ -111,6 +162,7 @@ class Dropout(Module):
 
     def __init__(self, p: float = 0.5) -> None:
         super().__init__()
+        p = _real("Dropout", "p", p)
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"Dropout: p must be in [0, 1], got {p}")
         self.p = p
@@ -131,6 +183,8 @@ class GELU(Module):
 
     def __init__(self, approximate: str = "none") -> None:
         super().__init__()
+        if approximate not in ("none", "tanh"):
+            raise ValueError(f"GELU: approximate must be 'none' or 'tanh', got {approximate!r}")
         self.approximate = approximate
 
     def forward(self, x: Tensor) -> Tensor:
@@ -160,6 +214,8 @@ class ModuleList(Module):
     def __init__(self, modules: Iterable[Module] = ()) -> None:
         super().__init__()
         self._list: list[Module] = []
+        if isinstance(modules, Module) or not isinstance(modules, Iterable):
+            raise TypeError(f"ModuleList: modules must be an iterable of Modules, got {type(modules).__name__}")
         for m in modules:
             self.append(m)
 
