@@ -431,3 +431,23 @@ def test_contended_kernels_split_at_the_plain_threshold_when_blas_does_not_spin(
     monkeypatch.setattr(numba_cpu, "BLAS_SPINS", False)
     assert numba_cpu._nchunks(64, work, contended=True) > 0
     assert numba_cpu._nchunks(1, work, contended=True) == 0  # one row: nothing to split
+
+
+def test_one_thread_holds_this_threads_kernels_to_one_thread_and_restores():
+    import threading
+
+    import numba
+
+    before = numba.get_num_threads()
+    seen = {}
+    with kernels.one_thread():
+        seen["inside"] = numba.get_num_threads()
+        t = threading.Thread(target=lambda: seen.__setitem__("other", numba.get_num_threads()))
+        t.start()
+        t.join()
+        np.testing.assert_array_equal(kernels.maxplus_vecmat(np.zeros((3, 4)), np.zeros((2, 4)))[1], 0)
+    if kernels.BACKEND == "numba":
+        assert seen == {"inside": 1, "other": numba.config.NUMBA_NUM_THREADS}  # per thread: others keep theirs
+    else:  # the numpy backend has no kernel threads: a no-op
+        assert seen["inside"] == before
+    assert numba.get_num_threads() == before

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import backend
+from .. import backend, kernels
 from ..backprop import backward
 from ..paths import Path, read_path
 from ..semirings.entropy import Entropy
@@ -248,7 +248,8 @@ def paths_and_entropy(fw: Forward, k: int = 1, parallel: bool = True) -> tuple[T
 
     The MaxProduct/KBest and the Entropy backward passes are independent; with
     ``parallel`` (and at least 2 CPUs) they run in two threads, numpy releasing the GIL,
-    with BLAS held to one thread each (threadpoolctl, when installed) so that they do not
+    with BLAS (threadpoolctl, when installed) and the numba kernels
+    (:func:`semitorch.kernels.one_thread`) held to one thread each so that they do not
     oversubscribe the cores.
     """
     if not parallel or (os.cpu_count() or 1) < 2:
@@ -260,9 +261,14 @@ def paths_and_entropy(fw: Forward, k: int = 1, parallel: bool = True) -> tuple[T
     except ImportError:  # pragma: no cover - optional
         threadpool_limits = None
     limit = threadpool_limits(1, user_api="blas") if threadpool_limits else contextlib.nullcontext()
+
+    def alone(f: Any, *args: Any) -> Any:
+        with kernels.one_thread():  # the two passes are the parallelism: no kernel splits further
+            return f(*args)
+
     with limit, ThreadPoolExecutor(2) as ex:
-        a = ex.submit(top_paths_per_token, fw, k)
-        b = ex.submit(entropy_per_token, fw)
+        a = ex.submit(alone, top_paths_per_token, fw, k)
+        b = ex.submit(alone, entropy_per_token, fw)
         return a.result(), b.result()
 
 

@@ -25,8 +25,10 @@ The numba kernels compile on first use (cached on disk); :func:`warmup` does it 
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
+from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
 
@@ -323,6 +325,28 @@ def pair_log_rows(Y: Array, T2: Array, m: Array, limit: float) -> tuple[Array, b
         return reference.pair_log_rows(Y, T2, m, limit)  # broadcasting shapes: numpy/cupy
     fast = _f32(Y, T2, m)
     return (fast or reference).pair_log_rows(Y, T2, m, limit)
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Run the calling thread's kernels on that thread only (numba's thread count is per thread).
+
+    For passes that already run side by side in threads of their own (as
+    :func:`semitorch.explain.paths_and_entropy` does): their kernels would otherwise
+    split over threads too and oversubscribe the cores. A no-op with the numpy backend.
+    """
+    fast = _numba()
+    if fast is None:
+        yield
+        return
+    import numba  # noqa: PLC0415
+
+    saved = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(saved)
 
 
 def warmup() -> str:
