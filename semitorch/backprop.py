@@ -8,6 +8,7 @@ semirings (max, k-best) also record a backpointer per value entry, from which
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -310,6 +311,13 @@ def backward(
     xp = backend.xp_of(output.data)
     if grad_output is not None:
         g = grad_output.data if isinstance(grad_output, Tensor) else grad_output
+        if isinstance(g, numbers.Number) and not isinstance(g, bool):
+            pass
+        elif not (isinstance(g, (np.ndarray, np.generic)) or backend.is_device_array(g)) or g.dtype.kind not in "biuf":
+            raise TypeError(
+                f"backward: grad_output must be a Tensor, an array or a number, got {type(g).__name__}"
+                + (f" of dtype {g.dtype}" if hasattr(g, "dtype") else "")
+            )
         if tuple(getattr(g, "shape", ())) not in (output.shape, ()):
             raise ValueError(f"backward: grad_output has shape {tuple(g.shape)}, expected {output.shape}")
         grad_output = g

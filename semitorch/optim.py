@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 from collections.abc import Iterable
 from typing import Any
 
@@ -20,6 +21,25 @@ from . import backend
 from .tensor import Tensor
 
 
+def _check_hyper(owner: str, key: str, v: Any) -> None:
+    """A TypeError naming ``owner`` and ``key`` unless ``v`` is a real number (betas: a pair; nesterov: a bool)."""
+    if key == "nesterov":
+        ok = isinstance(v, (bool, np.bool_))
+        what = "a bool"
+    elif key == "betas":
+        ok = isinstance(v, (tuple, list)) and len(v) == 2 and all(_real(b) for b in v)
+        what = "a pair of real numbers"
+    else:
+        ok = _real(v)
+        what = "a real number"
+    if not ok:
+        raise TypeError(f"{owner}: {key} must be {what}, got {type(v).__name__} {v!r}")
+
+
+def _real(v: Any) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
+
+
 class Optimizer:
     """Base class: parameter groups (dicts with "params" and hyper-parameters) and per-parameter state."""
 
@@ -27,6 +47,14 @@ class Optimizer:
 
     def __init__(self, params: Iterable[Any], defaults: dict[str, Any]) -> None:
         self.defaults = dict(defaults)
+        name = type(self).__name__
+        for k, v in self.defaults.items():
+            _check_hyper(name, k, v)
+        if isinstance(params, Tensor) or not isinstance(params, Iterable):
+            raise TypeError(
+                f"{name}: params must be an iterable of Tensors or of parameter-group dicts, got "
+                f"{type(params).__name__}" + (" (wrap it in a list: [p])" if isinstance(params, Tensor) else "")
+            )
         items = list(params)
         if not items:
             raise ValueError(f"{type(self).__name__}: got an empty parameter list")
@@ -38,9 +66,17 @@ class Optimizer:
             unknown = set(group) - set(self.defaults) - {"params"}
             if unknown:
                 raise ValueError(f"{type(self).__name__}: unknown option(s) {sorted(unknown)} in a parameter group")
+            for k in g:
+                if k != "params":
+                    _check_hyper(name, k, group[k])
             for p in group["params"]:
                 if not isinstance(p, Tensor) or not p.requires_grad:
                     raise TypeError(f"{type(self).__name__}: every parameter must be a Tensor that requires grad")
+                if p._node is not None:
+                    raise ValueError(
+                        f"{name}: a parameter of shape {p.shape} is not a leaf (it was computed by "
+                        f"{p._node.op}); optimise the leaf tensors it was made from"
+                    )
                 if id(p) in seen:
                     raise ValueError(f"{type(self).__name__}: a parameter appears in more than one group")
                 seen.add(id(p))
@@ -138,6 +174,9 @@ class SGD(Optimizer):
         weight_decay: float = 0.0,
         nesterov: bool = False,
     ) -> None:
+        for k, v in (("lr", lr), ("momentum", momentum), ("dampening", dampening), ("weight_decay", weight_decay)):
+            _check_hyper("SGD", k, v)
+        _check_hyper("SGD", "nesterov", nesterov)
         if lr < 0 or momentum < 0 or weight_decay < 0:
             raise ValueError(f"SGD: lr, momentum, weight_decay must be >= 0, got {lr}, {momentum}, {weight_decay}")
         if nesterov and (momentum <= 0 or dampening != 0):
@@ -173,6 +212,8 @@ class Adam(Optimizer):
         eps: float = 1e-8,
         weight_decay: float = 0.0,
     ) -> None:
+        for k, v in (("lr", lr), ("betas", betas), ("eps", eps), ("weight_decay", weight_decay)):
+            _check_hyper(type(self).__name__, k, v)
         if lr < 0 or eps < 0 or weight_decay < 0 or not all(0.0 <= b < 1.0 for b in betas):
             raise ValueError(f"{type(self).__name__}: invalid lr={lr}, betas={betas}, eps={eps} or wd={weight_decay}")
         super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay})

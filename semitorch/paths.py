@@ -125,6 +125,14 @@ def read_path(result: BackwardResult, tensor: Tensor, entry: int) -> Path:
     ``entry % prod(vshape)``. Returns a "no path" :class:`Path` (weight 0, no steps)
     when the entry stands for no path.
     """
+    if not isinstance(result, BackwardResult):
+        raise TypeError(
+            f"read_path: result must be the BackwardResult of st.backward(..., keep=True), got {type(result).__name__}"
+        )
+    if not isinstance(tensor, Tensor):
+        raise TypeError(f"read_path: tensor must be a Tensor, got {type(tensor).__name__}")
+    if isinstance(entry, bool) or not isinstance(entry, numbers.Integral):
+        raise TypeError(f"read_path: entry must be an int (a flat index into the values), got {entry!r}")
     sr = result.semiring
     if not getattr(sr, "selective", False) or not hasattr(sr, "step_weight"):
         raise TypeError(f"read_path: the semiring {type(sr).__name__} keeps no backpointers (use MaxProduct or KBest)")

@@ -307,7 +307,16 @@ def tensor(data: Any, requires_grad: bool = False, dtype: Any = None, device: st
     elif device == "cuda":
         arr = backend.to_device(np.asarray(data, dtype=dtype), "cuda")
     else:
-        arr = np.array(backend.to_numpy(data) if backend.is_device_array(data) else data, dtype=dtype)
+        try:
+            arr = np.array(backend.to_numpy(data) if backend.is_device_array(data) else data, dtype=dtype)
+        except (TypeError, ValueError) as e:
+            msg = f"tensor: cannot make an array of {type(data).__name__} data with dtype {dtype} ({e})"
+            raise type(e)(msg) from None
+    if arr.dtype.kind not in "biufc":
+        raise TypeError(
+            f"tensor: data must be numbers (bool, int, float or complex), got dtype {arr.dtype} from "
+            f"{type(data).__name__} data"
+        )
     return Tensor(arr, requires_grad=requires_grad)
 
 

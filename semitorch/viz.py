@@ -89,6 +89,10 @@ def element_graph(output: Tensor, max_nodes: int = 200, inputs: list[Tensor] | N
     """
     if not isinstance(output, Tensor) or not output.requires_grad:
         raise ValueError("element_graph: output must be a Tensor on the tape (requires_grad=True)")
+    if isinstance(max_nodes, bool) or not isinstance(max_nodes, int) or max_nodes < 1:
+        raise ValueError(f"element_graph: max_nodes must be a positive int, got {max_nodes!r}")
+    if inputs is not None and not (isinstance(inputs, (list, tuple)) and all(isinstance(t, Tensor) for t in inputs)):
+        raise TypeError(f"element_graph: inputs must be a list of Tensors, got {type(inputs).__name__}")
     order = topological_order(output)
     if inputs is not None:
         keep = {id(t) for t in inputs}
@@ -258,6 +262,11 @@ def path_flow(routes: Any, path: str | None = None, title: str | None = None, hi
         raise ImportError("path_flow needs matplotlib: pip install 'semitorch[plot]'") from e
     from matplotlib.lines import Line2D
 
+    if not all(hasattr(routes, a) for a in ("tokens", "n_layers", "routes")):
+        raise TypeError(
+            "path_flow: routes must be a ComponentRoutes (from semitorch.explain.routes_of or "
+            f"ComponentShares), got {type(routes).__name__}"
+        )
     tokens = list(routes.tokens)
     T, L = len(tokens), routes.n_layers
     att = [r for r in routes.routes if r.block == "attention"]

@@ -212,7 +212,61 @@ CASES: list[tuple[str, Callable[[], Any], type[BaseException], str]] = [
     ("bert_config_dict", lambda: nn.BertModel({"hidden_size": 8}), TypeError,
      r"BertModel: config must be a BertConfig \(e.g. BertConfig.from_dict\(\.\.\.\)\), got dict"),
     ("bert_layer_config_int", lambda: nn.BertLayer(3), TypeError, r"BertLayer: config must be a BertConfig .*got int"),
+    # the rest of the public API: tensors, backward, paths, optimizers, files, explain, pictures
+    ("tensor_of_strings", lambda: st.tensor("abc"), TypeError,
+     r"tensor: data must be numbers \(bool, int, float or complex\), got dtype <U3 from str data"),
+    ("tensor_of_none", lambda: st.tensor(None), TypeError, r"tensor: data must be numbers .*got dtype object"),
+    ("tensor_ragged", lambda: st.tensor([[1.0, 2.0], [3.0]]), ValueError,
+     r"tensor: cannot make an array of list data with dtype None \(setting an array element with a sequence"),
+    ("tensor_bad_dtype", lambda: st.tensor([1.0], dtype="foo"), TypeError,
+     r"tensor: cannot make an array of list data with dtype foo"),
+    ("grad_output_str", lambda: st.grad(t((2,)) * 2.0, t((2,)), grad_output="a"), TypeError,
+     r"backward: grad_output must be a Tensor, an array or a number, got str"),
+    ("read_path_no_result", lambda: st.read_path(None, t((2,)), 0), TypeError,
+     r"read_path: result must be the BackwardResult of st.backward\(\.\.\., keep=True\), got NoneType"),
+    ("optimizer_single_tensor", lambda: st.optim.SGD(t((2,)), lr=0.1), TypeError,
+     r"SGD: params must be an iterable of Tensors or of parameter-group dicts, got Tensor "
+     r"\(wrap it in a list: \[p\]\)"),
+    ("optimizer_lr_str", lambda: st.optim.SGD([t((2,))], lr="a"), TypeError,
+     r"SGD: lr must be a real number, got str 'a'"),
+    ("optimizer_group_lr_str", lambda: st.optim.Adam([{"params": [t((2,))], "lr": "1"}]), TypeError,
+     r"Adam: lr must be a real number, got str '1'"),
+    ("adam_betas_scalar", lambda: st.optim.Adam([t((2,))], betas=0.9), TypeError,
+     r"Adam: betas must be a pair of real numbers, got float 0.9"),
+    ("sgd_nesterov_str", lambda: st.optim.SGD([t((2,))], momentum=0.9, nesterov="yes"), TypeError,
+     r"SGD: nesterov must be a bool, got str 'yes'"),
+    ("optimizer_non_leaf", lambda: st.optim.SGD([t((2,)) * 2.0]), ValueError,
+     r"SGD: a parameter of shape \(2,\) is not a leaf \(it was computed by mul\)"),
+    ("load_state_dict_not_mapping", lambda: nn.Linear(2, 2).load_state_dict(3), TypeError,
+     r"Linear.load_state_dict: state must be a mapping of names to arrays, got int"),
+    ("tokenizer_not_a_tokenizer", lambda: nn.BertTokenizer(3), TypeError,
+     r"BertTokenizer: tokenizer must be a tokenizers.Tokenizer .*got int"),
+    ("read_weights_missing", lambda: st.io.read_weights("/nonexistent/model.safetensors"), FileNotFoundError,
+     r"/nonexistent/model.safetensors: no such weights file"),
+    ("read_weights_int_path", lambda: st.io.read_weights(3), TypeError,
+     r"read_weights: path must be a str or os.PathLike, got int"),
+    ("load_checkpoint_int_path", lambda: st.io.load_checkpoint(123), TypeError,
+     r"load_checkpoint: path must be a str or os.PathLike, got int"),
+    ("save_tree_none_path", lambda: st.io.save_tree(None, {}), TypeError,
+     r"save_tree: path must be a str or os.PathLike, got NoneType"),
+    ("load_tree_missing", lambda: st.io.load_tree("/nonexistent/opt.safetensors"), FileNotFoundError,
+     r"/nonexistent/opt.safetensors: no such file"),
+    ("top_paths_explainer_no_model", lambda: st.explain.TopPaths(None), TypeError,
+     r"TopPaths: model must be a semitorch Module \(e.g. nn.BertForMaskedLM\) or a callable, got NoneType"),
+    ("path_entropy_model_name", lambda: st.explain.PathEntropy("bert-base-uncased"), TypeError,
+     r"PathEntropy: model must be a semitorch Module .*got str"),
+    ("element_graph_max_nodes_str", lambda: st.viz.element_graph((t((2,)) * 2.0).sum(), "x"), ValueError,
+     r"element_graph: max_nodes must be a positive int, got 'x'"),
+    ("element_graph_inputs_tensor", lambda: st.viz.element_graph((t((2,)) * 2.0).sum(), inputs=t((2,))), TypeError,
+     r"element_graph: inputs must be a list of Tensors, got Tensor"),
 ]  # fmt: skip
+
+
+def test_path_flow_of_the_wrong_object() -> None:
+    """path_flow names what it wants when handed something else (needs matplotlib, an optional extra)."""
+    pytest.importorskip("matplotlib")
+    with pytest.raises(TypeError, match=r"path_flow: routes must be a ComponentRoutes .*got list"):
+        st.viz.path_flow([])
 
 
 def test_layernorm_accepts_torchs_one_axis_normalized_shape() -> None:

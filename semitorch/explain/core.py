@@ -72,6 +72,7 @@ class Forward:
         tokens: Sequence[str] | None = None,
     ) -> Forward:
         """Run the model (in eval mode) from a leaf holding the inputs' embeddings."""
+        _check_model("explain", model)
         tgt = as_target(target)
         if hasattr(model, "eval"):
             model.eval()
@@ -136,6 +137,15 @@ class TokenPaths:
         return "\n".join(rows)
 
 
+def _check_model(owner: str, model: Any) -> None:
+    """A TypeError naming ``owner`` unless ``model`` can be called (a semitorch Module or a function)."""
+    if not callable(model):
+        raise TypeError(
+            f"{owner}: model must be a semitorch Module (e.g. nn.BertForMaskedLM) or a callable, "
+            f"got {type(model).__name__}"
+        )
+
+
 class TopPaths:
     """Best paths from every input token to a quantity (Captum-style: ``.attribute(inputs, target=...)``).
 
@@ -145,6 +155,7 @@ class TopPaths:
     def __init__(self, model: Any, k: int = 1) -> None:
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"TopPaths: k must be a positive int, got {k!r}")
+        _check_model("TopPaths", model)
         self.model = model
         self.k = k
 
@@ -219,6 +230,7 @@ class PathEntropy:
     """Entropy of p(path) ∝ Π|w| from each token (a super-node over its dimensions) and the sentence."""
 
     def __init__(self, model: Any) -> None:
+        _check_model(type(self).__name__, model)
         self.model = model
 
     def attribute(

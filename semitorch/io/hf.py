@@ -19,7 +19,15 @@ from typing import Any
 
 import numpy as np
 
-from .weights import CheckpointError, read_json, read_safetensors, read_torch_bin, write_json, write_safetensors
+from .weights import (
+    CheckpointError,
+    as_path,
+    read_json,
+    read_safetensors,
+    read_torch_bin,
+    write_json,
+    write_safetensors,
+)
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 
@@ -36,7 +44,7 @@ class Checkpoint:
 
 def resolve_model_dir(path: str | os.PathLike[str]) -> Path:
     """The directory holding config.json: ``path`` itself, or a sentence-transformers Transformer sub-module."""
-    p = Path(path)
+    p = as_path("resolve_model_dir", path)
     if not p.exists():
         raise FileNotFoundError(f"{p}: no such model directory")
     if not p.is_dir():
@@ -69,12 +77,13 @@ def normalise_key(key: str) -> str:
     return key
 
 
-def read_weights(path: Path, dtype: Any = np.float32) -> dict[str, np.ndarray]:
+def read_weights(path: str | os.PathLike[str], dtype: Any = np.float32) -> dict[str, np.ndarray]:
     """Read a weights file (safetensors, sharded index or torch .bin) with normalised keys, floats cast to ``dtype``.
 
     Integer buffers (``position_ids``) are dropped; two keys that normalise to
     the same name are an error.
     """
+    path = as_path("read_weights", path)
     if path.name.endswith(".index.json"):
         index = read_json(path)
         wmap = index.get("weight_map") if isinstance(index, dict) else None
@@ -106,7 +115,7 @@ def read_weights(path: Path, dtype: Any = np.float32) -> dict[str, np.ndarray]:
 
 def load_checkpoint(path: str | os.PathLike[str], dtype: Any = np.float32) -> Checkpoint:
     """Read a Hugging Face (or semitorch) model directory: config.json and normalised weights."""
-    directory = resolve_model_dir(path)
+    directory = resolve_model_dir(as_path("load_checkpoint", path))
     config = read_json(directory / "config.json")
     if not isinstance(config, dict):
         raise CheckpointError(f"{directory / 'config.json'}: expected a JSON object")
@@ -119,7 +128,7 @@ def save_checkpoint(directory: str | os.PathLike[str], config: dict[str, Any], s
 
     The result is a Hugging Face directory that transformers can load too.
     """
-    d = Path(directory)
+    d = as_path("save_checkpoint", directory, "directory")
     if d.exists() and not d.is_dir():
         raise CheckpointError(f"{d}: exists and is not a directory")
     d.mkdir(parents=True, exist_ok=True)

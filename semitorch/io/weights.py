@@ -23,6 +23,13 @@ class CheckpointError(ValueError):
     """A checkpoint cannot be used: a missing or corrupt file, wrong keys, a shape mismatch. Names the file/key."""
 
 
+def as_path(fn: str, path: Any, name: str = "path") -> Path:
+    """``path`` as a Path, or a TypeError naming ``fn`` when it is not a str or os.PathLike."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{fn}: {name} must be a str or os.PathLike, got {type(path).__name__}")
+    return Path(path)
+
+
 def default_mode(directory: bool = False) -> int:
     """The permission bits a newly created file (or directory) gets under the current umask."""
     mask = os.umask(0)
@@ -33,7 +40,7 @@ def default_mode(directory: bool = False) -> int:
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it to ``path`` if the block completes, else delete it."""
-    path = Path(path)
+    path = as_path("atomic_path", path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -52,6 +59,9 @@ def read_safetensors(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     from safetensors import SafetensorError  # noqa: PLC0415
     from safetensors.numpy import load_file  # noqa: PLC0415
 
+    path = as_path("read_safetensors", path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such weights file")
     try:
         return dict(load_file(str(path)))
     except SafetensorError as e:
@@ -62,6 +72,9 @@ def read_safetensors(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
 
 def read_torch_bin(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     """A pytorch_model.bin state dict, read with ``torch.load(..., weights_only=True)`` (needs torch)."""
+    path = as_path("read_torch_bin", path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such weights file")
     try:
         import torch  # noqa: PLC0415
     except ImportError:
@@ -87,6 +100,7 @@ def write_safetensors(path: str | os.PathLike[str], tensors: Mapping[str, Any], 
     """Write ``tensors`` (numpy arrays) to a .safetensors file atomically."""
     from safetensors.numpy import save_file  # noqa: PLC0415
 
+    path = as_path("write_safetensors", path)
     arrays = {k: np.ascontiguousarray(np.asarray(v)) for k, v in tensors.items()}
     with atomic_path(path) as tmp:
         save_file(arrays, str(tmp), metadata=metadata)
@@ -94,14 +108,14 @@ def write_safetensors(path: str | os.PathLike[str], tensors: Mapping[str, Any], 
 
 def write_json(path: str | os.PathLike[str], obj: Any) -> None:
     """Write ``obj`` as indented JSON atomically."""
-    with atomic_path(path) as tmp:
+    with atomic_path(as_path("write_json", path)) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:
     """Parse a JSON file; a syntax error names the file."""
     try:
-        return json.loads(Path(path).read_text())
+        return json.loads(as_path("read_json", path).read_text())
     except json.JSONDecodeError as e:
         raise CheckpointError(f"{path}: not valid JSON ({e})") from None
 
@@ -115,6 +129,7 @@ def save_tree(path: str | os.PathLike[str], tree: Any) -> None:
     Arrays become tensors; the structure is JSON in the file's metadata. No
     pickle is involved, so loading is safe. Dict keys may be str or int.
     """
+    path = as_path("save_tree", path)
     tensors: dict[str, np.ndarray] = {}
 
     def enc(x: Any) -> Any:
@@ -140,6 +155,9 @@ def load_tree(path: str | os.PathLike[str]) -> Any:
     """Load what :func:`save_tree` wrote."""
     from safetensors import SafetensorError, safe_open  # noqa: PLC0415
 
+    path = as_path("load_tree", path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
     try:
         with safe_open(str(path), framework="numpy") as f:
             meta = f.metadata() or {}

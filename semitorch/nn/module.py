@@ -191,6 +191,11 @@ class Module:
         returned. A shape mismatch is always an error naming the key and both
         shapes. Values are cast to each parameter's dtype.
         """
+        if not isinstance(state, Mapping):
+            raise TypeError(
+                f"{type(self).__name__}.load_state_dict: state must be a mapping of names to arrays, "
+                f"got {type(state).__name__}"
+            )
         params = dict(self.named_parameters())
         missing = [k for k in params if k not in state]
         unexpected = [k for k in state if k not in params]

@@ -32,6 +32,11 @@ class BertTokenizer:
     """WordPiece tokenizer with BERT's special tokens ([CLS] ... [SEP], [PAD], [MASK], [UNK])."""
 
     def __init__(self, tokenizer: Any, model_max_length: int = 512, special: dict[str, str] | None = None) -> None:
+        if not all(hasattr(tokenizer, a) for a in ("encode_batch", "token_to_id", "no_padding", "no_truncation")):
+            raise TypeError(
+                "BertTokenizer: tokenizer must be a tokenizers.Tokenizer (or use BertTokenizer.from_pretrained(dir) "
+                f"to read a model directory), got {type(tokenizer).__name__}"
+            )
         self._tok = tokenizer
         self._tok.no_padding()
         self._tok.no_truncation()
