@@ -8,7 +8,6 @@ semirings (max, k-best) also record a backpointer per value entry, from which
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -311,13 +310,16 @@ def backward(
     xp = backend.xp_of(output.data)
     if grad_output is not None:
         g = grad_output.data if isinstance(grad_output, Tensor) else grad_output
-        if isinstance(g, numbers.Number) and not isinstance(g, bool):
-            pass
-        elif not (isinstance(g, (np.ndarray, np.generic)) or backend.is_device_array(g)) or g.dtype.kind not in "biuf":
-            raise TypeError(
-                f"backward: grad_output must be a Tensor, an array or a number, got {type(g).__name__}"
-                + (f" of dtype {g.dtype}" if hasattr(g, "dtype") else "")
-            )
+        if not backend.is_device_array(g):
+            try:
+                g = np.asarray(g)  # numbers and lists of numbers too
+            except (TypeError, ValueError):
+                g = np.asarray(None)
+            if g.dtype.kind not in "biuf":
+                raise TypeError(
+                    f"backward: grad_output must be a Tensor, an array or a real number, got "
+                    f"{type(grad_output).__name__}" + (f" of dtype {g.dtype}" if g.dtype.kind != "O" else "")
+                )
         if tuple(getattr(g, "shape", ())) not in (output.shape, ()):
             raise ValueError(f"backward: grad_output has shape {tuple(g.shape)}, expected {output.shape}")
         grad_output = g

@@ -20,23 +20,33 @@ import numpy as np
 from . import backend
 from .tensor import Tensor
 
+_REAL_HYPERS = frozenset({"lr", "momentum", "dampening", "weight_decay", "eps"})
+
 
 def _check_hyper(owner: str, key: str, v: Any) -> None:
-    """A TypeError naming ``owner`` and ``key`` unless ``v`` is a real number (betas: a pair; nesterov: a bool)."""
+    """A TypeError naming ``owner`` and ``key`` when a hyper-parameter of the built-in optimizers has the wrong kind.
+
+    lr, momentum, dampening, weight_decay and eps are real numbers, betas a pair of them,
+    nesterov a bool (or an int); other keys (a subclass's own options) are not checked.
+    """
     if key == "nesterov":
-        ok = isinstance(v, (bool, np.bool_))
+        ok = isinstance(v, (bool, np.bool_, numbers.Integral))
         what = "a bool"
     elif key == "betas":
         ok = isinstance(v, (tuple, list)) and len(v) == 2 and all(_real(b) for b in v)
         what = "a pair of real numbers"
-    else:
+    elif key in _REAL_HYPERS:
         ok = _real(v)
         what = "a real number"
+    else:
+        return
     if not ok:
         raise TypeError(f"{owner}: {key} must be {what}, got {type(v).__name__} {v!r}")
 
 
 def _real(v: Any) -> bool:
+    if isinstance(v, np.ndarray) and v.ndim == 0 and v.dtype.kind in "iuf":
+        return True
     return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
 
 
@@ -50,10 +60,12 @@ class Optimizer:
         name = type(self).__name__
         for k, v in self.defaults.items():
             _check_hyper(name, k, v)
-        if isinstance(params, Tensor) or not isinstance(params, Iterable):
+        if isinstance(params, (Tensor, dict)) or not isinstance(params, Iterable):
+            wrap = " (wrap it in a list: [p])" if isinstance(params, Tensor) else ""
+            wrap = " (one parameter group: wrap it in a list: [group])" if isinstance(params, dict) else wrap
             raise TypeError(
                 f"{name}: params must be an iterable of Tensors or of parameter-group dicts, got "
-                f"{type(params).__name__}" + (" (wrap it in a list: [p])" if isinstance(params, Tensor) else "")
+                f"{type(params).__name__}{wrap}"
             )
         items = list(params)
         if not items:

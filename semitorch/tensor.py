@@ -209,15 +209,15 @@ class Tensor:
 
     def reshape(self, *shape: Any) -> Tensor:
         """See :func:`semitorch.reshape`."""
-        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
-            shape = tuple(shape[0])
+        if len(shape) == 1 and not isinstance(shape[0], (int, np.integer)):  # x.reshape((2, 3)), x.reshape(arr)
+            shape = shape[0]
         return _ops.reshape(self, shape)
 
     def transpose(self, *axes: Any) -> Tensor:
         """See :func:`semitorch.transpose`."""
-        if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
-            axes = tuple(axes[0])
-        return _ops.transpose(self, axes or None)
+        if len(axes) == 1 and not isinstance(axes[0], (int, np.integer)):  # x.transpose((1, 0)), or None
+            axes = axes[0]
+        return _ops.transpose(self, axes if axes is None or len(axes) else None)
 
     def permute(self, *axes: Any) -> Tensor:
         """Same as :meth:`transpose` with explicit axes."""
@@ -311,11 +311,12 @@ def tensor(data: Any, requires_grad: bool = False, dtype: Any = None, device: st
             arr = np.array(backend.to_numpy(data) if backend.is_device_array(data) else data, dtype=dtype)
         except (TypeError, ValueError) as e:
             msg = f"tensor: cannot make an array of {type(data).__name__} data with dtype {dtype} ({e})"
-            raise type(e)(msg) from None
+            raise (TypeError if isinstance(e, TypeError) else ValueError)(msg) from None
     if arr.dtype.kind not in "biufc":
+        hint = " (for a list of Tensors use st.stack)" if arr.dtype.kind == "O" else ""
         raise TypeError(
             f"tensor: data must be numbers (bool, int, float or complex), got dtype {arr.dtype} from "
-            f"{type(data).__name__} data"
+            f"{type(data).__name__} data{hint}"
         )
     return Tensor(arr, requires_grad=requires_grad)
 

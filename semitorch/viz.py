@@ -9,11 +9,12 @@ path. Rendering to SVG/PNG uses Graphviz's ``dot`` program (Debian package
 
 from __future__ import annotations
 
+import numbers
 import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,10 +90,15 @@ def element_graph(output: Tensor, max_nodes: int = 200, inputs: list[Tensor] | N
     """
     if not isinstance(output, Tensor) or not output.requires_grad:
         raise ValueError("element_graph: output must be a Tensor on the tape (requires_grad=True)")
-    if isinstance(max_nodes, bool) or not isinstance(max_nodes, int) or max_nodes < 1:
-        raise ValueError(f"element_graph: max_nodes must be a positive int, got {max_nodes!r}")
-    if inputs is not None and not (isinstance(inputs, (list, tuple)) and all(isinstance(t, Tensor) for t in inputs)):
-        raise TypeError(f"element_graph: inputs must be a list of Tensors, got {type(inputs).__name__}")
+    if isinstance(max_nodes, (bool, np.bool_)) or not isinstance(max_nodes, numbers.Real):
+        raise TypeError(f"element_graph: max_nodes must be a number, got {type(max_nodes).__name__} {max_nodes!r}")
+    if not max_nodes >= 1:
+        raise ValueError(f"element_graph: max_nodes must be >= 1, got {max_nodes!r}")
+    if inputs is not None:
+        items = list(inputs) if isinstance(inputs, Iterable) and not isinstance(inputs, (Tensor, str)) else None
+        if items is None or not all(isinstance(t, Tensor) for t in items):
+            raise TypeError(f"element_graph: inputs must be an iterable of Tensors, got {type(inputs).__name__}")
+        inputs = items
     order = topological_order(output)
     if inputs is not None:
         keep = {id(t) for t in inputs}

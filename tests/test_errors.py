@@ -5,7 +5,9 @@ One row per error: ``(id, thunk, exception type, regex the message must match)``
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -137,17 +139,22 @@ CASES: list[tuple[str, Callable[[], Any], type[BaseException], str]] = [
      r"pow: p must be a real number, got Tensor of shape \(2,\); the exponent is a scalar: for a Tensor exponent "
      r"use exp\(p \* log\(x\)\)"),
     # arguments of the wrong kind: checked by st.register from the op's annotations, before the op runs
-    ("unary_array_input", lambda: st.exp(np.ones(3)), TypeError,
-     r"exp: x must be a semitorch Tensor \(wrap arrays with st.tensor\(\.\.\.\)\), got ndarray of shape \(3,\)"),
+    ("unary_list_input", lambda: st.exp([1.0, 2.0]), TypeError,
+     r"exp: x must be a semitorch Tensor or a numeric array, got list of float, float"),
+    ("unary_string_array_input", lambda: st.exp(np.array(["a"])), TypeError,
+     r"exp: x must be a semitorch Tensor or a numeric array, got ndarray of shape \(1,\)"),
     ("layer_norm_torch_normalized_shape", lambda: st.layer_norm(t((2, 3)), (3,)), TypeError,
-     r"layer_norm: weight must be a semitorch Tensor or None, got tuple of int"),
-    ("concat_mixed", lambda: st.concat([t((2,)), np.ones(2)]), TypeError,
-     r"concat: xs must be a list or tuple of semitorch Tensors, got list of Tensor, ndarray"),
+     r"layer_norm: weight must be a semitorch Tensor, a numeric array or None, got tuple of int"),
+    ("concat_mixed", lambda: st.concat([t((2,)), "ab"]), TypeError,
+     r"concat: xs must be a sequence of semitorch Tensors \(or numeric arrays\), got list of Tensor, str"),
+    ("concat_a_string", lambda: st.concat("ab"), TypeError,
+     r"concat: xs must be a sequence of semitorch Tensors \(or numeric arrays\), got str 'ab'"),
     ("softmax_float_axis", lambda: st.softmax(t((2, 3)), 1.0), TypeError,
      r"softmax: axis must be an int, got float 1.0"),
     ("dropout_p_str", lambda: st.dropout(t((2,)), "0.1"), TypeError,
      r"dropout: p must be a real number, got str '0.1'"),
-    ("sum_keepdims_int", lambda: st.sum(t((2,)), 0, keepdims=2), TypeError, r"sum: keepdims must be a bool, got int 2"),
+    ("sum_keepdims_str", lambda: st.sum(t((2,)), 0, keepdims="yes"), TypeError,
+     r"sum: keepdims must be a bool, got str 'yes'"),
     ("gelu_approximate_bool", lambda: st.gelu(t((2,)), True), TypeError,
      r"gelu: approximate must be a str, got bool True"),
     ("add_str_operand", lambda: st.add(t((2,)), "a"), TypeError,
@@ -165,9 +172,9 @@ CASES: list[tuple[str, Callable[[], Any], type[BaseException], str]] = [
     ("mean_float_axes", lambda: t((2, 3)).mean((0.5,)), TypeError,
      r"mean: axis must be None, an int or a tuple of ints, got tuple of float"),
     ("reshape_str_shape", lambda: st.reshape(t((2, 3)), "6"), TypeError,
-     r"reshape: shape must be an int or a tuple of ints, got '6'"),
+     r"reshape: shape must be an int or a tuple of ints, got str '6'"),
     ("transpose_str_axes", lambda: st.transpose(t((2, 3)), "10"), TypeError,
-     r"transpose: axes must be None or a tuple of ints, got '10'"),
+     r"transpose: axes must be an int or a tuple of ints, got str '10'"),
     ("astype_not_a_dtype", lambda: st.astype(t((2,)), "floaty"), TypeError, r"astype: 'floaty' is not a dtype"),
     ("binary_no_tensor", lambda: st.add([1.0], [2.0]), TypeError, r"add: at least one operand must be a Tensor"),
     ("item", lambda: t((2, 3)).item(), ValueError, r"item\(\): tensor of shape \(2, 3\) has 6 elements, expected 1"),
@@ -221,12 +228,16 @@ CASES: list[tuple[str, Callable[[], Any], type[BaseException], str]] = [
     ("tensor_bad_dtype", lambda: st.tensor([1.0], dtype="foo"), TypeError,
      r"tensor: cannot make an array of list data with dtype foo"),
     ("grad_output_str", lambda: st.grad(t((2,)) * 2.0, t((2,)), grad_output="a"), TypeError,
-     r"backward: grad_output must be a Tensor, an array or a number, got str"),
+     r"backward: grad_output must be a Tensor, an array or a real number, got str of dtype <U1"),
+    ("grad_output_object", lambda: st.grad(t((2,)) * 2.0, t((2,)), grad_output={"a": 1}), TypeError,
+     r"backward: grad_output must be a Tensor, an array or a real number, got dict$"),
     ("read_path_no_result", lambda: st.read_path(None, t((2,)), 0), TypeError,
      r"read_path: result must be the BackwardResult of st.backward\(\.\.\., keep=True\), got NoneType"),
     ("optimizer_single_tensor", lambda: st.optim.SGD(t((2,)), lr=0.1), TypeError,
      r"SGD: params must be an iterable of Tensors or of parameter-group dicts, got Tensor "
      r"\(wrap it in a list: \[p\]\)"),
+    ("optimizer_one_group_dict", lambda: st.optim.SGD({"params": [t((2,))]}, lr=0.1), TypeError,
+     r"SGD: params must be an iterable .*got dict \(one parameter group: wrap it in a list: \[group\]\)"),
     ("optimizer_lr_str", lambda: st.optim.SGD([t((2,))], lr="a"), TypeError,
      r"SGD: lr must be a real number, got str 'a'"),
     ("optimizer_group_lr_str", lambda: st.optim.Adam([{"params": [t((2,))], "lr": "1"}]), TypeError,
@@ -251,14 +262,22 @@ CASES: list[tuple[str, Callable[[], Any], type[BaseException], str]] = [
      r"save_tree: path must be a str or os.PathLike, got NoneType"),
     ("load_tree_missing", lambda: st.io.load_tree("/nonexistent/opt.safetensors"), FileNotFoundError,
      r"/nonexistent/opt.safetensors: no such file"),
+    ("read_weights_of_a_directory", lambda: st.io.read_weights(Path(__file__).parent), IsADirectoryError,
+     r"tests: is a directory, expected a weights file \(for a model directory use semitorch.io.load_checkpoint\)"),
+    ("load_tree_of_a_directory", lambda: st.io.load_tree(Path(__file__).parent), IsADirectoryError,
+     r"tests: is a directory, expected a file"),
+    ("tensor_list_of_tensors", lambda: st.tensor([t(()), t(())]), TypeError,
+     r"tensor: data must be numbers .*got dtype object from list data \(for a list of Tensors use st.stack\)"),
     ("top_paths_explainer_no_model", lambda: st.explain.TopPaths(None), TypeError,
      r"TopPaths: model must be a semitorch Module \(e.g. nn.BertForMaskedLM\) or a callable, got NoneType"),
     ("path_entropy_model_name", lambda: st.explain.PathEntropy("bert-base-uncased"), TypeError,
      r"PathEntropy: model must be a semitorch Module .*got str"),
-    ("element_graph_max_nodes_str", lambda: st.viz.element_graph((t((2,)) * 2.0).sum(), "x"), ValueError,
-     r"element_graph: max_nodes must be a positive int, got 'x'"),
+    ("element_graph_max_nodes_str", lambda: st.viz.element_graph((t((2,)) * 2.0).sum(), "x"), TypeError,
+     r"element_graph: max_nodes must be a number, got str 'x'"),
+    ("element_graph_max_nodes_zero", lambda: st.viz.element_graph((t((2,)) * 2.0).sum(), 0), ValueError,
+     r"element_graph: max_nodes must be >= 1, got 0"),
     ("element_graph_inputs_tensor", lambda: st.viz.element_graph((t((2,)) * 2.0).sum(), inputs=t((2,))), TypeError,
-     r"element_graph: inputs must be a list of Tensors, got Tensor"),
+     r"element_graph: inputs must be an iterable of Tensors, got Tensor"),
 ]  # fmt: skip
 
 
@@ -366,11 +385,9 @@ def test_grad_inputs_of_the_wrong_kind() -> None:
 
 def test_registered_ops_keep_their_signature_and_registry_entry() -> None:
     """The argument check wraps the op: the registry and the module hold the same function, with its signature."""
-    import inspect
-
     assert st.OPS["exp"] is st.exp and st.OPS["layer_norm"] is st.layer_norm
     assert list(inspect.signature(st.layer_norm).parameters) == ["x", "weight", "bias", "eps"]
-    assert st.exp.__name__ == "exp" and "eˣ" in (st.ops.elementwise.__doc__ or "")
+    assert st.exp.__name__ == "exp" and st.exp.__doc__ == inspect.unwrap(st.exp).__doc__ and "eˣ" in st.exp.__doc__
 
 
 def test_a_users_registered_op_gets_the_argument_check() -> None:
@@ -389,3 +406,51 @@ def test_a_users_registered_op_gets_the_argument_check() -> None:
             op(t((2,)), k="x")
     finally:
         del st.OPS["scaled"]
+
+
+def test_arguments_of_numpy_kinds_still_work() -> None:
+    """The argument check converts what the ops always accepted: arrays, numpy scalars, ranges, generators, 0/1."""
+    x = t((2, 3))
+    np.testing.assert_allclose(st.exp(np.zeros(3)).data, np.ones(3))  # a numeric array: a constant Tensor
+    c = st.concat([x, np.ones((2, 3))])
+    assert c.shape == (4, 3) and st.grad(c.sum(), x).shape == (2, 3)
+    assert st.concat(v for v in [x, x]).shape == (4, 3)  # a generator, read once
+    assert st.layer_norm(x, np.ones(3), np.zeros(3)).shape == (2, 3)
+    np.testing.assert_array_equal(x.clip(np.array([-1.0, 0.0, 2.0]), np.array([1.0, 1.0, 3.0])).data[0], [1, 1, 2])
+    np.testing.assert_allclose(((x * 3.0) ** np.asarray(2.0)).data, 9.0 * np.ones((2, 3)))  # a 0-d array exponent
+    assert st.sum(x, axis=np.array([0, 1])).shape == () and st.sum(x, axis=range(2)).shape == ()
+    assert st.sum(x, 0, np.True_).shape == (1, 3) and st.sum(x, 0, keepdims=1).shape == (1, 3)
+    assert st.transpose(x, np.array([1, 0])).shape == (3, 2) and x.transpose(range(1, -1, -1)).shape == (3, 2)
+    assert x.reshape(np.array([3, 2])).shape == (3, 2) and x.reshape(np.int64(6)).shape == (6,)
+    assert st.broadcast_to(t((3,)), np.array([2, 3])).shape == (2, 3) and st.broadcast_to(t((1,)), 3).shape == (3,)
+    assert st.dropout(x, np.float32(0.5), training=0).shape == (2, 3) and st.softmax(x, np.int64(-1)).shape == (2, 3)
+
+
+def test_register_leaves_classes_and_other_libraries_types_alone() -> None:
+    """A registered class stays a class; a parameter annotated with another library's Tensor is not checked."""
+
+    class Thing_:  # noqa: N801  (the trailing underscore is what register drops)
+        pass
+
+    def foreign_(x: "torch.Tensor") -> Any:  # noqa: F821, UP037  (a string: never resolved)
+        return x
+
+    try:
+        assert st.register(Thing_) is Thing_ and isinstance(Thing_, type)
+        assert st.register(foreign_) is foreign_ and foreign_([1, 2]) == [1, 2]
+    finally:
+        st.OPS.pop("Thing", None)
+        st.OPS.pop("foreign", None)
+
+
+def test_a_subclassed_optimizer_keeps_its_own_options() -> None:
+    """Only the built-in hyper-parameters are checked: a subclass's flags and objects pass through."""
+
+    class MyOpt(st.optim.Optimizer):
+        def __init__(self, params: Any, lr: float = 0.1, amsgrad: bool = False, schedule: Any = None) -> None:
+            super().__init__(params, {"lr": lr, "amsgrad": amsgrad, "schedule": schedule})
+
+    opt = MyOpt([t((2,))], schedule="cosine")
+    assert opt.param_groups[0]["amsgrad"] is False and opt.param_groups[0]["schedule"] == "cosine"
+    assert st.optim.SGD([t((2,))], lr=np.array(0.1), nesterov=0).param_groups[0]["lr"] == 0.1
+    assert st.optim.Adam([t((2,))], betas=[0.9, 0.99]).param_groups[0]["betas"] == (0.9, 0.99)

@@ -202,3 +202,31 @@ def test_bad_input() -> None:
         TopPaths(model).attribute(np.array([1, 2]), "logit")
     with pytest.raises(IndexError, match="out of range"):
         ClassLogit(5)(type("O", (), {"logits": model(input_ids=np.array([[1, 2]])).last_hidden_state[:, 0]})())
+
+
+def test_paths_and_entropy_in_two_threads_hold_kernels_to_one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run side by side, each pass's kernels stay on its own thread (kernels.one_thread), with the same results."""
+    import contextlib
+    import threading
+
+    from semitorch import kernels
+    from semitorch.explain import paths_and_entropy
+
+    entered: list[int] = []
+    real = kernels.one_thread
+
+    @contextlib.contextmanager
+    def recording():  # noqa: ANN202
+        with real():
+            entered.append(threading.get_ident())
+            yield
+
+    monkeypatch.setattr(kernels, "one_thread", recording)
+    monkeypatch.setattr("semitorch.explain.core.os.cpu_count", lambda: 2)  # the threaded route on any machine
+    fw = Forward.run(tiny_bert(1), np.array([1, 2, 3]), target(3))
+    paths, ent = paths_and_entropy(fw, parallel=True)
+    assert len(entered) == 2 and threading.get_ident() not in entered  # both passes, in worker threads
+    serial_paths, serial_ent = paths_and_entropy(fw, parallel=False)
+    assert len(entered) == 2  # the serial route does not need it
+    np.testing.assert_allclose(ent.entropy, serial_ent.entropy, rtol=1e-12)
+    assert [p[0].weight for p in paths.paths] == [p[0].weight for p in serial_paths.paths]

@@ -446,7 +446,14 @@ def test_one_thread_holds_this_threads_kernels_to_one_thread_and_restores():
         t.start()
         t.join()
         np.testing.assert_array_equal(kernels.maxplus_vecmat(np.zeros((3, 4)), np.zeros((2, 4)))[1], 0)
+        big = numba_cpu.PARALLEL_MIN_WORK << 8  # split over threads anywhere else
+        seen["chunks"] = numba_cpu._nchunks(64, big)
+    seen["chunks_after"] = numba_cpu._nchunks(64, big)
     if kernels.BACKEND == "numba":
+        assert seen["chunks"] == 0  # one thread: the serial worker, no parallel launch
+        if before > 1:
+            assert seen["chunks_after"] > 0  # outside, the same call splits
+        del seen["chunks"], seen["chunks_after"]
         assert seen == {"inside": 1, "other": numba.config.NUMBA_NUM_THREADS}  # per thread: others keep theirs
     else:  # the numpy backend has no kernel threads: a no-op
         assert seen["inside"] == before

@@ -30,6 +30,17 @@ def as_path(fn: str, path: Any, name: str = "path") -> Path:
     return Path(path)
 
 
+def existing_file(fn: str, path: Any, what: str = "file") -> Path:
+    """``path`` as a Path to an existing file: FileNotFoundError if it is missing, IsADirectoryError if a directory."""
+    p = as_path(fn, path)
+    if p.is_dir():
+        hint = " (for a model directory use semitorch.io.load_checkpoint)" if what == "weights file" else ""
+        raise IsADirectoryError(f"{p}: is a directory, expected a {what}{hint}")
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: no such {what}")
+    return p
+
+
 def default_mode(directory: bool = False) -> int:
     """The permission bits a newly created file (or directory) gets under the current umask."""
     mask = os.umask(0)
@@ -59,9 +70,7 @@ def read_safetensors(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     from safetensors import SafetensorError  # noqa: PLC0415
     from safetensors.numpy import load_file  # noqa: PLC0415
 
-    path = as_path("read_safetensors", path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such weights file")
+    path = existing_file("read_safetensors", path, "weights file")
     try:
         return dict(load_file(str(path)))
     except SafetensorError as e:
@@ -72,9 +81,7 @@ def read_safetensors(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
 
 def read_torch_bin(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     """A pytorch_model.bin state dict, read with ``torch.load(..., weights_only=True)`` (needs torch)."""
-    path = as_path("read_torch_bin", path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such weights file")
+    path = existing_file("read_torch_bin", path, "weights file")
     try:
         import torch  # noqa: PLC0415
     except ImportError:
@@ -155,9 +162,7 @@ def load_tree(path: str | os.PathLike[str]) -> Any:
     """Load what :func:`save_tree` wrote."""
     from safetensors import SafetensorError, safe_open  # noqa: PLC0415
 
-    path = as_path("load_tree", path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
+    path = existing_file("load_tree", path)
     try:
         with safe_open(str(path), framework="numpy") as f:
             meta = f.metadata() or {}

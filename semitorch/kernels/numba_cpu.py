@@ -91,7 +91,10 @@ only at 16 times :data:`PARALLEL_MIN_WORK`; when they don't (``OPENBLAS_THREAD_T
 or one BLAS thread, set before numpy is imported), at :data:`PARALLEL_MIN_WORK` like the
 rest. Measured on the benchmark's encoder, alternating processes, default against
 ``OPENBLAS_THREAD_TIMEOUT=10``: MaxProduct 43-44 → 32-37 ms, Entropy 74-81 → 62-70 ms,
-Real 13-15 ms either way. Set it to override the guess (e.g. a BLAS other than OpenBLAS).
+Real 13-15 ms either way. Read from the environment when these kernels first load, while OpenBLAS read it when
+numpy loaded it: set the variables before Python starts (a change made from Python after
+``import numpy`` would fool the guess and not OpenBLAS). Set ``BLAS_SPINS`` itself to
+override the guess (e.g. for a BLAS other than OpenBLAS, or one limited by threadpoolctl).
 """
 
 _NEG = -np.inf
@@ -1788,8 +1791,8 @@ def _nchunks(rows: int, work: int, contended: bool = False) -> int:
     ``contended``: the kernel's passes run while BLAS threads spin, if they do (see
     :data:`PARALLEL_MIN_WORK` and :data:`BLAS_SPINS`).
     """
-    if work < _nchunks_threshold(contended) or rows < 2:
-        return 0
+    if work < _nchunks_threshold(contended) or rows < 2 or numba.get_num_threads() == 1:
+        return 0  # (one thread, as under kernels.one_thread(): the serial worker, no parallel launch)
     return min(rows, 4 * numba.get_num_threads())
 
 

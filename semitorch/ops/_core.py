@@ -6,7 +6,7 @@ import functools
 import inspect
 import numbers
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -19,6 +19,9 @@ OPS: dict[str, Callable[..., Any]] = {}
 """Every public op, by name (the name recorded on tape nodes)."""
 
 
+_NUMERIC = "biufc"  # numpy dtype kinds of numbers
+
+
 def _is_int(v: Any) -> bool:
     return isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))
 
@@ -27,26 +30,81 @@ def _is_real(v: Any) -> bool:
     return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
 
 
-def _tensors(v: Any) -> bool:
-    return isinstance(v, (list, tuple)) and all(isinstance(t, Tensor) for t in v)
+def _numeric_array(v: Any) -> bool:
+    """A numpy or device array (any shape, 0-d included) of numbers."""
+    return (isinstance(v, np.ndarray) or backend.is_device_array(v)) and v.dtype.kind in _NUMERIC
 
 
-def _ints(v: Any) -> bool:
-    return _is_int(v) or (isinstance(v, (list, tuple)) and all(_is_int(i) for i in v))
+class _Bad:
+    """The value :data:`_ARG_KINDS`' coercers return for an argument of the wrong kind."""
 
 
-# annotation (as written in the op's signature) -> (test, what the error says is expected)
-_ARG_KINDS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "Tensor": (lambda v: isinstance(v, Tensor), "a semitorch Tensor (wrap arrays with st.tensor(...))"),
-    "Tensor | None": (lambda v: v is None or isinstance(v, Tensor), "a semitorch Tensor or None"),
-    "Sequence[Tensor]": (_tensors, "a list or tuple of semitorch Tensors"),
+_BAD = _Bad()
+
+
+def _tensor(v: Any) -> Any:
+    if isinstance(v, Tensor):
+        return v
+    return Tensor(v) if _numeric_array(v) else _BAD  # a constant, as an array operand of add or mul is
+
+
+def _tensors(v: Any) -> Any:
+    if isinstance(v, (list, tuple)) and all(isinstance(t, Tensor) for t in v):
+        return v
+    if isinstance(v, (str, bytes, dict, Tensor)) or _numeric_array(v) or not isinstance(v, Iterable):
+        return _BAD
+    out = [_tensor(t) for t in v]  # a generator is read once, here
+    return _BAD if any(t is _BAD for t in out) else out
+
+
+def _int(v: Any) -> Any:
+    if _is_int(v):
+        return v
+    if _numeric_array(v) and v.ndim == 0 and v.dtype.kind in "iu":
+        return int(v)
+    return _BAD
+
+
+def _ints(v: Any) -> Any:
+    if _is_int(v):
+        return v
+    if _numeric_array(v) and v.ndim <= 1 and v.dtype.kind in "iu":
+        return tuple(int(i) for i in v.tolist()) if v.ndim else int(v)
+    if isinstance(v, (list, tuple, range)) and all(_is_int(i) for i in v):
+        return v
+    return _BAD
+
+
+def _real(v: Any) -> Any:
+    return v if _is_real(v) or (_numeric_array(v) and v.dtype.kind != "b") else _BAD
+
+
+def _bool(v: Any) -> Any:
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, (np.bool_, numbers.Integral)):
+        return bool(v)
+    return _BAD
+
+
+def _optional(f: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    return lambda v: None if v is None else f(v)
+
+
+# annotation (as written in the op's signature) -> (coercer, what the error says is expected).
+# A coercer returns the value (converted where that is harmless: a numeric array becomes a
+# constant Tensor, numpy ints and bools become Python ones) or _BAD.
+_ARG_KINDS: dict[str, tuple[Callable[[Any], Any], str]] = {
+    "Tensor": (_tensor, "a semitorch Tensor or a numeric array"),
+    "Tensor | None": (_optional(_tensor), "a semitorch Tensor, a numeric array or None"),
+    "Sequence[Tensor]": (_tensors, "a sequence of semitorch Tensors (or numeric arrays)"),
     "Sequence[int]": (_ints, "an int or a sequence of ints"),
-    "int": (_is_int, "an int"),
-    "int | None": (lambda v: v is None or _is_int(v), "an int or None"),
-    "float": (_is_real, "a real number"),
-    "float | None": (lambda v: v is None or _is_real(v), "a real number or None"),
-    "bool": (lambda v: isinstance(v, (bool, np.bool_)), "a bool"),
-    "str": (lambda v: isinstance(v, str), "a str"),
+    "int": (_int, "an int"),
+    "int | None": (_optional(_int), "an int or None"),
+    "float": (_real, "a real number"),
+    "float | None": (_optional(_real), "a real number or None"),
+    "bool": (_bool, "a bool"),
+    "str": (lambda v: v if isinstance(v, str) else _BAD, "a str"),
 }
 
 
@@ -63,23 +121,26 @@ def _describe(v: Any) -> str:
 
 def check_operand(op: str, name: str, v: Any) -> None:
     """A TypeError naming ``op`` unless ``v`` is a Tensor, a number, or a numeric array (or list of numbers)."""
-    if isinstance(v, (Tensor, numbers.Number, np.generic)) or backend.is_device_array(v):
+    if isinstance(v, (Tensor, numbers.Number)) or _numeric_array(v):
         return
-    if isinstance(v, np.ndarray) and (v.dtype.kind in "biuf"):
+    if isinstance(v, np.generic) and v.dtype.kind in _NUMERIC:
         return
     if isinstance(v, (list, tuple)):
         try:
-            if np.asarray(v).dtype.kind in "biuf":
+            if np.asarray(v).dtype.kind in _NUMERIC:
                 return
         except (ValueError, TypeError):
             pass
     raise TypeError(f"{op}: {name} must be a Tensor, a number or a numeric array, got {_describe(v)}")
 
 
+_PREFIXES = re.compile(r"\b(?:st|semitorch(?:\.tensor)?|typing|collections\.abc)\.(?=[A-Za-z_])")
+
+
 def _annotation_key(ann: Any) -> str:
-    """An annotation as :data:`_ARG_KINDS` spells it, module prefixes dropped: ``st.Tensor`` → ``Tensor``."""
+    """An annotation as :data:`_ARG_KINDS` spells it: ``st.Tensor`` → ``Tensor`` (other modules' names stay)."""
     text = ann if isinstance(ann, str) else ann.__name__ if isinstance(ann, type) else str(ann)
-    text = re.sub(r"\b[A-Za-z_][\w.]*\.(?=[A-Za-z_])", "", text)
+    text = _PREFIXES.sub("", text)
     return {"Optional[Tensor]": "Tensor | None", "Optional[int]": "int | None", "Optional[float]": "float | None"}.get(
         text, text
     )
@@ -88,38 +149,52 @@ def _annotation_key(ann: Any) -> str:
 def register(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Add ``fn`` to :data:`OPS` under its name (a trailing underscore dropped); returns it with its arguments checked.
 
-    Parameters annotated (as strings) ``Tensor``, ``Tensor | None``, ``Sequence[Tensor]``,
+    Parameters annotated ``Tensor``, ``Tensor | None``, ``Sequence[Tensor]``,
     ``Sequence[int]``, ``int``, ``int | None``, ``float``, ``float | None``, ``bool`` or
-    ``str`` are checked on every call: a value of another kind raises a TypeError that
-    names the op, the parameter and what it got, before the op touches it. Other
-    annotations (``Any``) are the op's own business.
+    ``str`` (as strings, or as semitorch's own types) are checked on every call: a value
+    of another kind raises a TypeError that names the op, the parameter and what it got,
+    before the op touches it. Harmless conversions are made on the way: a numeric array
+    where a Tensor is expected becomes a constant Tensor, an integer array a tuple of
+    ints, a numpy bool or int a bool. Other annotations (``Any``) are the op's own
+    business. A class is registered as it is, unchecked.
     """
     name = fn.__name__.rstrip("_")
     checks = []
-    for i, p in enumerate(inspect.signature(fn).parameters.values()):
-        named = p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-        kind = _ARG_KINDS.get(_annotation_key(p.annotation)) if named else None
-        if kind is not None:
-            pos = i if p.kind is not p.KEYWORD_ONLY else None
-            checks.append((pos, p.name, p.default, kind[0], kind[1]))
+    if not isinstance(fn, type):
+        for i, p in enumerate(inspect.signature(fn).parameters.values()):
+            named = p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+            kind = _ARG_KINDS.get(_annotation_key(p.annotation)) if named else None
+            if kind is not None:
+                pos = i if p.kind is not p.KEYWORD_ONLY else None
+                checks.append((pos, p.name, p.default, kind[0], kind[1]))
     if not checks:
         OPS[name] = fn
         return fn
 
     @functools.wraps(fn)
     def checked(*args: Any, **kwargs: Any) -> Any:
-        for pos, pname, default, ok, expected in checks:
+        new_args = None
+        for pos, pname, default, coerce, expected in checks:
             if pos is not None and pos < len(args):
                 v = args[pos]
             elif pname in kwargs:
-                v = kwargs[pname]
+                v, pos = kwargs[pname], None
             else:
                 continue  # a default, or missing (then the call itself says so)
-            if not ok(v) and not (v is default and default is not inspect.Parameter.empty):
+            if v is default:
+                continue
+            c = coerce(v)
+            if c is _BAD:
                 hint = ARG_HINTS.get((name, pname))
                 msg = f"{name}: {pname} must be {expected}, got {_describe(v)}"
                 raise TypeError(msg + (f"; {hint}" if hint else ""))
-        return fn(*args, **kwargs)
+            if c is not v:
+                if pos is None:
+                    kwargs[pname] = c
+                else:
+                    new_args = list(args) if new_args is None else new_args
+                    new_args[pos] = c
+        return fn(*(args if new_args is None else new_args), **kwargs)
 
     OPS[name] = checked
     return checked
@@ -177,16 +252,22 @@ def record(op: str, out: Any, inputs: Sequence[Any], structures: Callable[[], Se
     return Tensor(out, requires_grad=True, _node=node)
 
 
+def int_tuple(v: Any, op: str, what: str) -> tuple[int, ...]:
+    """An int, a sequence of ints or a 1-d integer array as a tuple of ints, or a TypeError naming ``op``."""
+    c = _ints(v)
+    if c is _BAD:
+        raise TypeError(f"{op}: {what} must be an int or a tuple of ints, got {_describe(v)}")
+    return (int(c),) if _is_int(c) else tuple(int(i) for i in c)
+
+
 def norm_axes(axis: Any, ndim: int, op: str) -> tuple[int, ...]:
     """Normalise an ``axis`` argument (None, int or tuple) to sorted non-negative ints."""
     if axis is None:
         return tuple(range(ndim))
-    if _is_int(axis):
-        axes: tuple[Any, ...] = (axis,)
-    elif isinstance(axis, (list, tuple)) and all(_is_int(a) for a in axis):
-        axes = tuple(axis)
-    else:
+    c = _ints(axis)
+    if c is _BAD:
         raise TypeError(f"{op}: axis must be None, an int or a tuple of ints, got {_describe(axis)}")
+    axes: tuple[Any, ...] = (c,) if _is_int(c) else tuple(c)
     out = []
     for a in axes:
         if not -ndim <= a < max(ndim, 1):

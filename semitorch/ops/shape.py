@@ -16,21 +16,14 @@ from typing import Any
 import numpy as np
 
 from ..tensor import Tensor
-from ._core import broadcast_shapes, data, norm_axes, record, register, xp
+from ._core import broadcast_shapes, data, int_tuple, norm_axes, record, register, xp
 from .structures import Elementwise, Scatter, Take
 
 
 @register
 def reshape(x: Tensor, shape: Any) -> Tensor:
     """Reshape (one -1 allowed). Edges: weight 1, element to element in C order."""
-    if isinstance(shape, (int, np.integer)) and not isinstance(shape, (bool, np.bool_)):
-        shape = (shape,)
-    elif isinstance(shape, (list, tuple)) and all(
-        isinstance(s, (int, np.integer)) and not isinstance(s, (bool, np.bool_)) for s in shape
-    ):
-        shape = tuple(int(s) for s in shape)
-    else:
-        raise TypeError(f"reshape: shape must be an int or a tuple of ints, got {shape!r}")
+    shape = int_tuple(shape, "reshape", "shape")
     try:
         out = x.data.reshape(shape)
     except ValueError:
@@ -68,11 +61,8 @@ def squeeze(x: Tensor, axis: Any = None) -> Tensor:
 def transpose(x: Tensor, axes: Any = None) -> Tensor:
     """Permute axes (None: reverse them). Edges: weight 1."""
     nd = x.ndim
-    if axes is not None and not (
-        isinstance(axes, (list, tuple))
-        and all(isinstance(a, (int, np.integer)) and not isinstance(a, (bool, np.bool_)) for a in axes)
-    ):
-        raise TypeError(f"transpose: axes must be None or a tuple of ints, got {axes!r}")
+    if axes is not None:
+        axes = int_tuple(axes, "transpose", "axes")
     if axes is not None and any(not -nd <= int(a) < nd for a in axes):
         raise ValueError(f"transpose: axes {tuple(axes)} are out of range for a tensor of shape {x.shape}")
     perm = tuple(range(nd))[::-1] if axes is None else tuple(int(a) % max(nd, 1) for a in axes)
@@ -103,7 +93,7 @@ def permute(x: Tensor, *axes: int) -> Tensor:
 @register
 def broadcast_to(x: Tensor, shape: Sequence[int]) -> Tensor:
     """Broadcast to ``shape``. Edges: weight 1 from each element to each of its copies (fan-out)."""
-    shape = tuple(shape)
+    shape = int_tuple(shape, "broadcast_to", "shape")
     if broadcast_shapes("broadcast_to", x.shape, shape) != shape:
         raise ValueError(f"broadcast_to: shape {x.shape} cannot be broadcast to {shape}")
     out = xp("broadcast_to", x).broadcast_to(x.data, shape)
