@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -131,8 +132,12 @@ def read_path(result: BackwardResult, tensor: Tensor, entry: int) -> Path:
         )
     if not isinstance(tensor, Tensor):
         raise TypeError(f"read_path: tensor must be a Tensor, got {type(tensor).__name__}")
-    if isinstance(entry, bool) or not isinstance(entry, numbers.Integral):
-        raise TypeError(f"read_path: entry must be an int (a flat index into the values), got {entry!r}")
+    try:
+        if isinstance(entry, (bool, np.bool_)):
+            raise TypeError
+        entry = operator.index(entry)  # ints, numpy ints and 0-d integer arrays
+    except TypeError:
+        raise TypeError(f"read_path: entry must be an int (a flat index into the values), got {entry!r}") from None
     sr = result.semiring
     if not getattr(sr, "selective", False) or not hasattr(sr, "step_weight"):
         raise TypeError(f"read_path: the semiring {type(sr).__name__} keeps no backpointers (use MaxProduct or KBest)")

@@ -28,6 +28,13 @@ def no_grad_backward() -> None:
     (x * 2.0).sum().backward()
 
 
+def read_path_at(entry: Any) -> Any:
+    """st.read_path of entry ``entry`` of x in a kept MaxProduct pass of sum(2x)."""
+    x = t((2,))
+    res = st.backward((x * 2.0).sum(), [x], st.semirings.MaxProduct(), keep=True)
+    return st.read_path(res, x, entry)
+
+
 def grad_of_constant() -> None:
     """st.grad of an output that does not require grad."""
     x = st.tensor([1.0, 2.0])
@@ -231,6 +238,8 @@ CASES: list[tuple[str, Callable[[], Any], type[BaseException], str]] = [
      r"backward: grad_output must be a Tensor, an array or a real number, got str of dtype <U1"),
     ("grad_output_object", lambda: st.grad(t((2,)) * 2.0, t((2,)), grad_output={"a": 1}), TypeError,
      r"backward: grad_output must be a Tensor, an array or a real number, got dict$"),
+    ("read_path_float_entry", lambda: read_path_at(1.0), TypeError,
+     r"read_path: entry must be an int \(a flat index into the values\), got 1.0"),
     ("read_path_no_result", lambda: st.read_path(None, t((2,)), 0), TypeError,
      r"read_path: result must be the BackwardResult of st.backward\(\.\.\., keep=True\), got NoneType"),
     ("optimizer_single_tensor", lambda: st.optim.SGD(t((2,)), lr=0.1), TypeError,
