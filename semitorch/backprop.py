@@ -29,7 +29,12 @@ def _check_semiring(semiring: Any) -> Semiring:
     if semiring is None:
         return Real()
     if isinstance(semiring, type) and issubclass(semiring, Semiring):
-        return semiring()
+        try:
+            return semiring()
+        except TypeError as e:
+            raise TypeError(
+                f"semiring {semiring.__name__} needs arguments ({e}): pass an instance, e.g. st.semirings.KBest(5)"
+            ) from None
     if not isinstance(semiring, Semiring):
         raise TypeError(
             f"semiring must be a semitorch Semiring instance (e.g. st.semirings.Real()), got {type(semiring).__name__}"
@@ -292,6 +297,10 @@ def backward(
     sr = _check_semiring(semiring)
     if not isinstance(output, Tensor):
         raise TypeError(f"backward: output must be a Tensor, got {type(output).__name__}")
+    if isinstance(inputs, Tensor):  # one input (iterating a Tensor would walk its rows)
+        inputs = [inputs]
+    elif not isinstance(inputs, (list, tuple)):
+        raise TypeError(f"backward: inputs must be a Tensor or a list/tuple of Tensors, got {type(inputs).__name__}")
     if not output.requires_grad:
         raise RuntimeError(
             f"backward: the output (shape {output.shape}) does not require grad: no input of the ops that "

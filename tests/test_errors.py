@@ -238,6 +238,10 @@ CASES: list[tuple[str, Callable[[], Any], type[BaseException], str]] = [
      r"backward: grad_output must be a Tensor, an array or a real number, got str of dtype <U1"),
     ("grad_output_object", lambda: st.grad(t((2,)) * 2.0, t((2,)), grad_output={"a": 1}), TypeError,
      r"backward: grad_output must be a Tensor, an array or a real number, got dict$"),
+    ("grad_semiring_class_needing_k", lambda: st.grad(t((2,)).sum(), t((2,)), semiring=st.semirings.KBest), TypeError,
+     r"semiring KBest needs arguments .*: pass an instance, e.g. st.semirings.KBest\(5\)"),
+    ("backward_inputs_generator", lambda: st.backward(t((2,)).sum(), (x for x in [t((2,))])), TypeError,
+     r"backward: inputs must be a Tensor or a list/tuple of Tensors, got generator"),
     ("read_path_float_entry", lambda: read_path_at(1.0), TypeError,
      r"read_path: entry must be an int \(a flat index into the values\), got 1.0"),
     ("read_path_no_result", lambda: st.read_path(None, t((2,)), 0), TypeError,
@@ -463,3 +467,11 @@ def test_a_subclassed_optimizer_keeps_its_own_options() -> None:
     assert opt.param_groups[0]["amsgrad"] is False and opt.param_groups[0]["schedule"] == "cosine"
     assert st.optim.SGD([t((2,))], lr=np.array(0.1), nesterov=0).param_groups[0]["lr"] == 0.1
     assert st.optim.Adam([t((2,))], betas=[0.9, 0.99]).param_groups[0]["betas"] == (0.9, 0.99)
+
+
+def test_backward_of_one_input_tensor_is_that_input_not_its_rows() -> None:
+    """st.backward(out, x) with a bare Tensor means [x] (iterating x would have walked its rows)."""
+    x = t((2, 3))
+    res = st.backward((x * 2.0).sum(), x)
+    assert len(res.values) == 1 and res.values[0].shape == (2, 3)
+    np.testing.assert_array_equal(res.values[0], 2.0)
