@@ -28,6 +28,15 @@ def no_grad_backward() -> None:
     (x * 2.0).sum().backward()
 
 
+def tiny_bert() -> Any:
+    """A 1-layer BERT with hidden size 8."""
+    cfg = nn.BertConfig(
+        vocab_size=20, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=8,
+        max_position_embeddings=16,
+    )  # fmt: skip
+    return nn.BertModel(cfg).eval()
+
+
 def read_path_at(entry: Any) -> Any:
     """st.read_path of entry ``entry`` of x in a kept MaxProduct pass of sum(2x)."""
     x = t((2,))
@@ -242,6 +251,12 @@ CASES: list[tuple[str, Callable[[], Any], type[BaseException], str]] = [
      r"semiring KBest needs arguments .*: pass an instance, e.g. st.semirings.KBest\(5\)"),
     ("backward_inputs_generator", lambda: st.backward(t((2,)).sum(), (x for x in [t((2,))])), TypeError,
      r"backward: inputs must be a Tensor or a list/tuple of Tensors, got generator"),
+    ("bert_inputs_embeds_width", lambda: tiny_bert()(inputs_embeds=st.tensor(np.ones((1, 3, 5)))), ValueError,
+     r"BERT: inputs_embeds must have shape \(B, T, 8\) \(hidden_size\), got \(1, 3, 5\)"),
+    ("bert_inputs_embeds_array", lambda: tiny_bert()(inputs_embeds=np.ones((1, 3, 8))), TypeError,
+     r"BERT: inputs_embeds must be a Tensor \(B, T, C\), got ndarray"),
+    ("bert_float_ids", lambda: tiny_bert()(input_ids=np.array([[1.0, 2.0]])), TypeError,
+     r"BERT: input_ids must be integer token ids, got dtype float64"),
     ("read_path_float_entry", lambda: read_path_at(1.0), TypeError,
      r"read_path: entry must be an int \(a flat index into the values\), got 1.0"),
     ("read_path_no_result", lambda: st.read_path(None, t((2,)), 0), TypeError,

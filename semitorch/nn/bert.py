@@ -323,8 +323,15 @@ class BertPreTrainedModel(Module):
         ids, am, tt = self._array(input_ids), self._array(attention_mask), self._array(token_type_ids)
         if ids is not None and ids.ndim != 2:
             raise ValueError(f"BERT: input_ids must have shape (B, T), got {tuple(ids.shape)}")
-        if inputs_embeds is not None and inputs_embeds.ndim != 3:
-            raise ValueError(f"BERT: inputs_embeds must have shape (B, T, C), got {inputs_embeds.shape}")
+        if inputs_embeds is not None and not isinstance(inputs_embeds, Tensor):
+            raise TypeError(f"BERT: inputs_embeds must be a Tensor (B, T, C), got {type(inputs_embeds).__name__}")
+        if inputs_embeds is not None and (inputs_embeds.ndim != 3 or inputs_embeds.shape[2] != self.config.hidden_size):
+            raise ValueError(
+                f"BERT: inputs_embeds must have shape (B, T, {self.config.hidden_size}) (hidden_size), "
+                f"got {inputs_embeds.shape}"
+            )
+        if ids is not None and ids.dtype.kind not in "iu":
+            raise TypeError(f"BERT: input_ids must be integer token ids, got dtype {ids.dtype}")
         bt = tuple(ids.shape) if ids is not None else inputs_embeds.shape[:2]
         for name, a in (("attention_mask", am), ("token_type_ids", tt)):
             if a is not None and tuple(a.shape) != bt:
