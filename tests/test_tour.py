@@ -57,3 +57,34 @@ def test_tour_prints_the_library_answers(seed: int, capsys: pytest.CaptureFixtur
     assert head is not None and float(head.group(2)) == pytest.approx(best, rel=1e-5)
     top3 = [float(w) for w in re.findall(r"^  \d\. from x\[\d\]: weight ([0-9.e+-]+)", text, flags=re.M)]
     assert top3 == pytest.approx([p.weight for p in st.top_paths(y, x, k=3)], rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["tour", "--seed", "-1"], "argument --seed: must be >= 0, got -1"),
+        (["tour", "--hidden", "0"], "argument --hidden: must be >= 1, got 0"),
+        (["tour", "--hidden", "wide"], "argument --hidden: invalid int value: 'wide'"),
+        (["sva", "--seed", "-2", "--n", "1"], "argument --seed: must be >= 0, got -2"),
+    ],
+)
+def test_bad_arguments_are_usage_errors(args: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Out-of-range numbers are argparse errors that name the option (not a traceback from numpy)."""
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    assert e.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_tour_prints_no_path_plainly(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """When top_paths finds no path, the top-3 section says so instead of printing an empty path of weight 0."""
+    real = st.top_paths
+
+    def none_for_k3(y: st.Tensor, x: st.Tensor, k: int = 1, index: object = None) -> list[st.Path]:
+        paths = real(y, x, k=k, index=index)
+        return [st.Path(0.0, [], 0, x.shape, found=False)] if k == 3 else paths
+
+    monkeypatch.setattr(st, "top_paths", none_for_k3)
+    assert main(["tour"]) == 0
+    out = capsys.readouterr().out
+    top3 = out[out.index("top-3 paths") :].splitlines()
+    assert top3[1] == "  no path from x to y" and "weight 0 " not in out[out.index("top-3 paths") :]

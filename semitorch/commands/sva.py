@@ -9,6 +9,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from . import int_at_least
+
 NAME = "sva"
 HELP = "agreement accuracy, per-layer K/Q/V/skip pathway shares and path entropy over generated SVA sentences"
 
@@ -17,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """--model, --n, --seed, --workers, --scheduler, --out, --no-plots."""
     parser.add_argument("--model", default=None, help="a Hugging Face BertForMaskedLM directory (default: embedded)")
     parser.add_argument("--n", type=int, default=1000, help="number of sentences (default 1000)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the sentence generator (default 0)")
+    parser.add_argument("--seed", type=int_at_least(0), default=0, help="seed of the sentence generator (default 0)")
     parser.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
     parser.add_argument("--scheduler", default=None, help="a Dask distributed scheduler address (tcp://host:port)")
     parser.add_argument("--out", default="sva_report", help="output directory for the report (default sva_report)")

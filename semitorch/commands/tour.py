@@ -8,14 +8,18 @@ from typing import Any
 
 import numpy as np
 
+from . import int_at_least
+
 NAME = "tour"
 HELP = "a two-minute tour: gradient, best path, top-3 paths, path entropy and path count of a small network"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """--seed (weights and input) and --hidden (width)."""
-    parser.add_argument("--seed", type=int, default=0, help="random seed of the weights and the input (default 0)")
-    parser.add_argument("--hidden", type=int, default=6, help="width of the two hidden layers (default 6)")
+    parser.add_argument(
+        "--seed", type=int_at_least(0), default=0, help="random seed of the weights and the input (default 0)"
+    )
+    parser.add_argument("--hidden", type=int_at_least(1), default=6, help="width of the two hidden layers (default 6)")
 
 
 def build(seed: int = 0, hidden: int = 6) -> tuple[Any, Any, int]:
@@ -82,6 +86,9 @@ def _tour(args: argparse.Namespace) -> int:
 
     print("top-3 paths (k-best semiring):")
     for i, p in enumerate(st.top_paths(y, x, k=3), 1):
+        if not p:
+            print("  no path from x to y")
+            break
         ops = " -> ".join(f"{s.op}{list(s.index)}" for s in p.steps)
         print(f"  {i}. from x{list(p.index)}: weight {p.weight:.6g}   via {ops}")
     print("  the three highest-|product| paths from any element of x; the best one is the table above.\n")
