@@ -8,7 +8,8 @@ semirings (max, k-best) also record a backpointer per value entry, from which
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import inspect
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,11 +31,12 @@ def _check_semiring(semiring: Any) -> Semiring:
         return Real()
     if isinstance(semiring, type) and issubclass(semiring, Semiring):
         try:
-            return semiring()
+            inspect.signature(semiring).bind()
         except TypeError as e:
             raise TypeError(
                 f"semiring {semiring.__name__} needs arguments ({e}): pass an instance, e.g. st.semirings.KBest(5)"
             ) from None
+        return semiring()
     if not isinstance(semiring, Semiring):
         raise TypeError(
             f"semiring must be a semitorch Semiring instance (e.g. st.semirings.Real()), got {type(semiring).__name__}"
@@ -283,12 +285,12 @@ class BackwardResult:
 
 def backward(
     output: Tensor,
-    inputs: Sequence[Tensor],
+    inputs: Tensor | Iterable[Tensor],
     semiring: Any = None,
     grad_output: Any = None,
     keep: bool = False,
 ) -> BackwardResult:
-    """Run one reverse pass of ``semiring`` from ``output`` to ``inputs``.
+    """Run one reverse pass of ``semiring`` from ``output`` to ``inputs`` (one Tensor, or an iterable of them).
 
     ``grad_output`` seeds a non-scalar output (lifted into the semiring: edges
     to a super-sink). With ``keep=True`` (selective semirings) every tensor's
@@ -299,8 +301,10 @@ def backward(
         raise TypeError(f"backward: output must be a Tensor, got {type(output).__name__}")
     if isinstance(inputs, Tensor):  # one input (iterating a Tensor would walk its rows)
         inputs = [inputs]
-    elif not isinstance(inputs, (list, tuple)):
-        raise TypeError(f"backward: inputs must be a Tensor or a list/tuple of Tensors, got {type(inputs).__name__}")
+    elif isinstance(inputs, (str, bytes)) or not isinstance(inputs, Iterable):
+        raise TypeError(f"backward: inputs must be a Tensor or an iterable of Tensors, got {type(inputs).__name__}")
+    else:
+        inputs = list(inputs)  # a generator is read once
     if not output.requires_grad:
         raise RuntimeError(
             f"backward: the output (shape {output.shape}) does not require grad: no input of the ops that "

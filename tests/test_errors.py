@@ -249,12 +249,14 @@ CASES: list[tuple[str, Callable[[], Any], type[BaseException], str]] = [
      r"backward: grad_output must be a Tensor, an array or a real number, got dict$"),
     ("grad_semiring_class_needing_k", lambda: st.grad(t((2,)).sum(), t((2,)), semiring=st.semirings.KBest), TypeError,
      r"semiring KBest needs arguments .*: pass an instance, e.g. st.semirings.KBest\(5\)"),
-    ("backward_inputs_generator", lambda: st.backward(t((2,)).sum(), (x for x in [t((2,))])), TypeError,
-     r"backward: inputs must be a Tensor or a list/tuple of Tensors, got generator"),
+    ("backward_inputs_number", lambda: st.backward(t((2,)).sum(), 3), TypeError,
+     r"backward: inputs must be a Tensor or an iterable of Tensors, got int"),
+    ("backward_inputs_string", lambda: st.backward(t((2,)).sum(), "x"), TypeError,
+     r"backward: inputs must be a Tensor or an iterable of Tensors, got str"),
     ("bert_inputs_embeds_width", lambda: tiny_bert()(inputs_embeds=st.tensor(np.ones((1, 3, 5)))), ValueError,
      r"BERT: inputs_embeds must have shape \(B, T, 8\) \(hidden_size\), got \(1, 3, 5\)"),
-    ("bert_inputs_embeds_array", lambda: tiny_bert()(inputs_embeds=np.ones((1, 3, 8))), TypeError,
-     r"BERT: inputs_embeds must be a Tensor \(B, T, C\), got ndarray"),
+    ("bert_inputs_embeds_list", lambda: tiny_bert()(inputs_embeds=[[[1.0] * 8]]), TypeError,
+     r"BERT: inputs_embeds must be a Tensor or an array \(B, T, C\), got list"),
     ("bert_float_ids", lambda: tiny_bert()(input_ids=np.array([[1.0, 2.0]])), TypeError,
      r"BERT: input_ids must be integer token ids, got dtype float64"),
     ("read_path_float_entry", lambda: read_path_at(1.0), TypeError,
@@ -485,8 +487,39 @@ def test_a_subclassed_optimizer_keeps_its_own_options() -> None:
 
 
 def test_backward_of_one_input_tensor_is_that_input_not_its_rows() -> None:
-    """st.backward(out, x) with a bare Tensor means [x] (iterating x would have walked its rows)."""
+    """st.backward(out, x) with a bare Tensor means [x] (iterating x would have walked its rows); any iterable works."""
+    import collections
+
     x = t((2, 3))
-    res = st.backward((x * 2.0).sum(), x)
-    assert len(res.values) == 1 and res.values[0].shape == (2, 3)
-    np.testing.assert_array_equal(res.values[0], 2.0)
+    y = (x * 2.0).sum()
+    for inputs in (x, [x], (x,), collections.deque([x]), {"x": x}.values(), (v for v in [x])):
+        res = st.backward(y, inputs)
+        assert len(res.values) == 1 and res.values[0].shape == (2, 3), type(inputs)
+        np.testing.assert_array_equal(res.values[0], 2.0)
+    np.testing.assert_array_equal(st.backward(y, [x, y]).values[1], 1.0)  # the output itself: the seed
+
+
+def test_bert_takes_an_array_as_inputs_embeds() -> None:
+    """A (B, T, C) array is a constant input, the same as the Tensor holding it."""
+    m, E = tiny_bert(), np.random.default_rng(0).standard_normal((1, 3, 8)).astype(np.float32)
+    np.testing.assert_array_equal(
+        m(inputs_embeds=E).last_hidden_state.data, m(inputs_embeds=st.tensor(E)).last_hidden_state.data
+    )
+
+
+def test_a_semiring_class_whose_init_fails_reports_its_own_error() -> None:
+    """Only a class that needs arguments gets the "pass an instance" message; its other errors propagate."""
+
+    class Broken(st.semirings.Real):
+        def __init__(self, scale: float = 1.0) -> None:
+            super().__init__()
+            raise ZeroDivisionError("inside Broken")
+
+    with pytest.raises(ZeroDivisionError, match="inside Broken"):
+        st.grad((t((2,)) * 2.0).sum(), t((2,)), semiring=Broken)
+    assert st.grad((t((2,)) * 2.0).sum(), t((2,)), semiring=st.semirings.Log).shape == (2,)  # no arguments needed
+
+
+def test_read_path_takes_a_0d_integer_array() -> None:
+    """An entry from np.argmax(...) (a numpy int) or a 0-d integer array reads the same path as the int."""
+    assert read_path_at(np.array(1)).weight == read_path_at(1).weight == read_path_at(np.int64(1)).weight == 2.0

@@ -346,5 +346,6 @@ def test_bad_config_and_labels():
         nn.BertForMaskedLM(cfg)(input_ids=IDS, labels=np.zeros((2, 5), dtype=np.int64))
     with pytest.raises(ValueError, match=r"BertForSequenceClassification: labels have shape \(3,\), expected \(2,\)"):
         nn.BertForSequenceClassification(cfg)(input_ids=IDS, labels=np.zeros(3, dtype=np.int64))
-    with pytest.raises(ValueError, match=r"inputs_embeds must have shape \(B, T, \d+\) \(hidden_size\), got \(6, 8\)"):
+    want = rf"inputs_embeds must have shape \(B, T, {cfg.hidden_size}\) \(hidden_size\), got \(6, 8\)"
+    with pytest.raises(ValueError, match=want):
         nn.BertModel(cfg)(inputs_embeds=__import__("semitorch").tensor(np.zeros((6, 8), np.float32)))

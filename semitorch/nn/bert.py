@@ -316,15 +316,20 @@ class BertPreTrainedModel(Module):
 
     def _bert_input(
         self, input_ids: Any, attention_mask: Any, token_type_ids: Any, inputs_embeds: Tensor | None
-    ) -> tuple[Any, Any, Any]:
-        """Check the inputs' shapes; return ids, token types and the key padding mask (B, 1, 1, T) or None."""
+    ) -> tuple[Any, Any, Any, Tensor | None]:
+        """Check the inputs' shapes; return ids, token types, the key padding mask (B, 1, 1, T) or None, and the
+        embeddings (an array given for them wrapped as a constant Tensor)."""
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("BERT: pass exactly one of input_ids (B, T) and inputs_embeds (B, T, C)")
         ids, am, tt = self._array(input_ids), self._array(attention_mask), self._array(token_type_ids)
         if ids is not None and ids.ndim != 2:
             raise ValueError(f"BERT: input_ids must have shape (B, T), got {tuple(ids.shape)}")
         if inputs_embeds is not None and not isinstance(inputs_embeds, Tensor):
-            raise TypeError(f"BERT: inputs_embeds must be a Tensor (B, T, C), got {type(inputs_embeds).__name__}")
+            if not (isinstance(inputs_embeds, np.ndarray) or backend.is_device_array(inputs_embeds)):
+                raise TypeError(
+                    f"BERT: inputs_embeds must be a Tensor or an array (B, T, C), got {type(inputs_embeds).__name__}"
+                )
+            inputs_embeds = Tensor(inputs_embeds)  # a constant, as before
         if inputs_embeds is not None and (inputs_embeds.ndim != 3 or inputs_embeds.shape[2] != self.config.hidden_size):
             raise ValueError(
                 f"BERT: inputs_embeds must have shape (B, T, {self.config.hidden_size}) (hidden_size), "
@@ -339,7 +344,7 @@ class BertPreTrainedModel(Module):
         pad = None
         if am is not None and not bool((am != 0).all()):
             pad = (am == 0)[:, None, None, :]  # (B, 1, 1, T) True at padded keys
-        return ids, tt, pad
+        return ids, tt, pad, inputs_embeds
 
     # ---- loading and saving ------------------------------------------------------------
     @classmethod
@@ -427,7 +432,7 @@ class BertModel(BertPreTrainedModel):
         output_attentions: bool = False,
     ) -> ModelOutput:
         """Hidden states (B, T, C), as transformers' BertModel (``attention_mask`` 1 = token, 0 = padding)."""
-        ids, tt, pad = self._bert_input(input_ids, attention_mask, token_type_ids, inputs_embeds)
+        ids, tt, pad, inputs_embeds = self._bert_input(input_ids, attention_mask, token_type_ids, inputs_embeds)
         T = ids.shape[1] if ids is not None else inputs_embeds.shape[1]
         if T > self.config.max_position_embeddings:
             raise ValueError(
