@@ -142,10 +142,30 @@ def signed_vecmat(a: Array, w: Array) -> tuple[Array, Array]:
     return reference.signed_vecmat(a, w)
 
 
+DEVICE_CHUNK_ELEMS = 1 << 26
+"""Elements of the dense (rows, n, n) Jacobian block the reference builds at a time for GPU arrays.
+
+The structured row-Jacobian kernels run on the GPU as the array-API reference, which builds
+the dense Jacobian a block of rows at a time. The host's block (``reference.CHUNK_ELEMS``,
+2¹⁸) is one row of a BERT-base layer_norm, so a pass launched ~4,400 blocks of small kernels
+and took ~3 s on an H100 (MaxProduct 123× Real); 2²⁶ (256 MB of float32 per temporary)
+makes each call one block or a few.
+"""
+
+
 def _affine_fast(g: Array) -> ModuleType | None:
     if isinstance(g, np.ndarray) and g.dtype in (np.float32, np.float64):
         return _numba()
     return None  # cupy and other dtypes: the array-API reference
+
+
+def _affine(name: str, first: Array, *args: Array) -> Any:
+    """The numba kernel ``name`` for host float arrays, else the reference (in larger blocks on a GPU)."""
+    fast = _affine_fast(first)
+    if fast is not None:
+        return getattr(fast, name)(first, *args)
+    chunk = DEVICE_CHUNK_ELEMS if is_cupy_array(first) else reference.CHUNK_ELEMS
+    return getattr(reference, name)(first, *args, chunk_elems=chunk)
 
 
 def affine_sum(g: Array, u: Array, v: Array, p: Array, D: Array) -> Array:
@@ -154,8 +174,7 @@ def affine_sum(g: Array, u: Array, v: Array, p: Array, D: Array) -> Array:
     ``g``, ``u``, ``v`` are (R, n) (u and v may broadcast), ``p`` and ``D`` are (R,).
     ``g`` may be signed (the sum is linear in it).
     """
-    fast = _affine_fast(g)
-    return (fast or reference).affine_sum(g, u, v, p, D)
+    return _affine("affine_sum", g, u, v, p, D)
 
 
 def affine_count(g: Array, u: Array, v: Array, p: Array, D: Array) -> Array:
@@ -164,8 +183,7 @@ def affine_count(g: Array, u: Array, v: Array, p: Array, D: Array) -> Array:
     q is formed in the dtype of ``u``, ``v``, ``p``, ``D`` (the op's, so that an edge exists
     exactly where the other structured kernels see |q| > 0); the sum is in ``g``'s (float64 counts).
     """
-    fast = _affine_fast(g)
-    return (fast or reference).affine_count(g, u, v, p, D)
+    return _affine("affine_count", g, u, v, p, D)
 
 
 def affine_signed(a: Array, c: Array, u: Array, v: Array, p: Array, D: Array) -> tuple[Array, Array]:
@@ -174,27 +192,23 @@ def affine_signed(a: Array, c: Array, u: Array, v: Array, p: Array, D: Array) ->
     ``c``, ``u``, ``v`` are (R, n), ``p``, ``D`` (R,); the edges are formed as the dense form rounds
     them (q, then q·c; 0 = no edge), so the result equals the dense contraction exactly.
     """
-    fast = _affine_fast(a)
-    return (fast or reference).affine_signed(a, c, u, v, p, D)
+    return _affine("affine_signed", a, c, u, v, p, D)
 
 
 def affine_max(g: Array, u: Array, v: Array, p: Array, D: Array) -> tuple[Array, Array]:
     """V[r, k] = max_j g[r, j]·|q[r, j, k]| for ``g`` ≥ 0, and the lowest j attaining it (0 where V = 0)."""
-    fast = _affine_fast(g)
-    return (fast or reference).affine_max(g, u, v, p, D)
+    return _affine("affine_max", g, u, v, p, D)
 
 
 def affine_entropy(g: Array, u: Array, v: Array, p: Array, D: Array) -> tuple[Array, Array]:
     """(Σ_j g[r, j]·|q|, Σ_j g[r, j]·|q|·log|q|) over j for each (r, k), with 0·log 0 = 0."""
-    fast = _affine_fast(g)
-    return (fast or reference).affine_entropy(g, u, v, p, D)
+    return _affine("affine_entropy", g, u, v, p, D)
 
 
 def affine_kbest(g: Array, u: Array, v: Array, p: Array, D: Array) -> tuple[Array, Array]:
     """For each (r, k) the K largest g[r, j, q]·|q[r, j, k]| over (j, q), for ``g`` (R, n, K) ≥ 0 sorted
     descending along its last axis; arg = j·K + q (lowest on ties, 0 where the value is 0)."""
-    fast = _affine_fast(g)
-    return (fast or reference).affine_kbest(g, u, v, p, D)
+    return _affine("affine_kbest", g, u, v, p, D)
 
 
 def _f32(*xs: Array) -> ModuleType | None:
