@@ -323,10 +323,13 @@ def affine_kbest(
     for rs in _affine_blocks(R, n, chunk_elems, max(K, 1)):
         q = affine_q(u[rs], v[rs], p[rs], D[rs])  # (B, j, k)
         cand = g[rs][:, :, None, :] * q[:, :, :, None]  # (B, j, k, K)
-        cand = xp.moveaxis(cand, 2, 1).reshape(q.shape[0], n, n * K)  # (B, k, j·K + q)
-        order = xp.argsort(-cand, axis=-1, kind="stable")[..., :K]
-        V[rs] = xp.take_along_axis(cand, order, axis=-1)
-        A[rs] = order
+        cand = xp.ascontiguousarray(xp.moveaxis(cand, 2, 1)).reshape(-1, n * K)  # (B·k, j·K + q), a copy
+        rows = xp.arange(cand.shape[0])
+        for i in range(K):  # K rounds of argmax (the first, i.e. lowest, index on ties): a stable top K
+            best = xp.argmax(cand, axis=-1)
+            V[rs, :, i] = cand[rows, best].reshape(-1, n)
+            A[rs, :, i] = best.reshape(-1, n)
+            cand[rows, best] = -1  # below every candidate (all ≥ 0): never taken again
     A[V == 0] = 0
     return V, A
 
