@@ -458,3 +458,41 @@ def test_one_thread_holds_this_threads_kernels_to_one_thread_and_restores():
     else:  # the numpy backend has no kernel threads: a no-op
         assert seen["inside"] == before
     assert numba.get_num_threads() == before
+
+
+@pytest.mark.parametrize("name", ["affine_sum", "affine_count", "affine_max", "affine_entropy", "affine_kbest"])
+def test_structured_kernels_on_a_gpu_build_the_jacobian_in_large_blocks(name, monkeypatch):
+    """GPU arrays take the reference with DEVICE_CHUNK_ELEMS (one row of BERT-base's layer_norm per block was ~3 s a
+    pass on an H100); host arrays of other dtypes take it with the host's block."""
+    seen = []
+
+    def recording(*args, chunk_elems):
+        seen.append(chunk_elems)
+        return "result"
+
+    monkeypatch.setattr(reference, name, recording)
+    FakeCupy = type("ndarray", (), {"__module__": "cupy", "dtype": np.dtype(np.float32)})
+    parts = (np.ones(3), np.ones(3), np.ones(1), np.ones(1))
+    assert getattr(kernels, name)(FakeCupy(), *parts) == "result"
+    assert getattr(kernels, name)(np.ones((1, 3), np.float16), *parts) == "result"
+    assert seen == [kernels.DEVICE_CHUNK_ELEMS, reference.CHUNK_ELEMS]
+    assert kernels.DEVICE_CHUNK_ELEMS >= 1 << 26 > reference.CHUNK_ELEMS
+
+
+@pytest.mark.parametrize("K", [1, 3, 7])
+def test_reference_affine_kbest_is_the_stable_top_k_with_ties_and_zeros(K):
+    """The reference's K rounds of argmax equal a stable argsort of every candidate (ties: lowest j·K + q)."""
+    rng = np.random.default_rng(K)
+    R, n = 3, 5
+    g = -np.sort(-rng.integers(0, 3, (R, n, K)).astype(np.float64), axis=-1)  # many ties, many zeros
+    g[0, 1:] = 0  # a row with fewer than K nonzero candidates for some outputs
+    u, v = rng.integers(-1, 2, (R, n)).astype(np.float64), rng.integers(-1, 2, (R, n)).astype(np.float64)
+    p, D = rng.integers(-1, 2, R).astype(np.float64), np.full(R, 2.0)
+    V, A = reference.affine_kbest(g, u, v, p, D)
+    q = reference.affine_q(u, v, p, D)  # (R, j, k)
+    cand = np.moveaxis(g[:, :, None, :] * q[:, :, :, None], 2, 1).reshape(R, n, n * K)  # (R, k, j·K + q)
+    order = np.argsort(-cand, axis=-1, kind="stable")[..., :K]
+    want_v = np.take_along_axis(cand, order, axis=-1)
+    np.testing.assert_array_equal(V, want_v)
+    np.testing.assert_array_equal(A, np.where(want_v == 0, 0, order))
+    assert (V == 0).any() and len(np.unique(cand)) < cand.size / 4  # the draw did exercise zeros and ties
