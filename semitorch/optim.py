@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from . import backend
+from .ops._core import is_real
 from .tensor import Tensor
 
 _REAL_HYPERS = frozenset({"lr", "momentum", "dampening", "weight_decay", "eps"})
@@ -45,9 +46,7 @@ def _check_hyper(owner: str, key: str, v: Any) -> None:
 
 
 def _real(v: Any) -> bool:
-    if isinstance(v, np.ndarray) and v.ndim == 0 and v.dtype.kind in "iuf":
-        return True
-    return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
+    return is_real(v) or (isinstance(v, np.ndarray) and v.ndim == 0 and v.dtype.kind in "iuf")
 
 
 class Optimizer:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from .. import ops
+from ..ops._core import is_int, is_real
 from ..tensor import Tensor
 from .module import Module, Parameter
 
@@ -43,7 +44,7 @@ def normal(shape: tuple[int, ...], std: float, dtype: Any = np.float32) -> np.nd
 
 def _size(owner: str, name: str, v: Any) -> int:
     """``v`` as a size (an int ≥ 0), or a clear error naming the layer and the argument."""
-    if not isinstance(v, (int, np.integer)) or isinstance(v, (bool, np.bool_)):
+    if not is_int(v):
         raise TypeError(f"{owner}: {name} must be an int, got {type(v).__name__} {v!r}")
     if v < 0:
         raise ValueError(f"{owner}: {name} must be >= 0, got {v}")
@@ -62,7 +63,7 @@ def _float_dtype(owner: str, dtype: Any) -> np.dtype:
 
 
 def _real(owner: str, name: str, v: Any) -> float:
-    if not isinstance(v, (int, float, np.floating, np.integer)) or isinstance(v, (bool, np.bool_)):
+    if not is_real(v):
         raise TypeError(f"{owner}: {name} must be a real number, got {type(v).__name__} {v!r}")
     return float(v)
 
@@ -108,7 +109,7 @@ class Embedding(Module):
         embedding_dim = _size("Embedding", "embedding_dim", embedding_dim)
         dtype = _float_dtype("Embedding", dtype)
         if padding_idx is not None:
-            if not isinstance(padding_idx, (int, np.integer)) or isinstance(padding_idx, (bool, np.bool_)):
+            if not is_int(padding_idx):
                 raise TypeError(f"Embedding: padding_idx must be an int or None, got {type(padding_idx).__name__}")
             if not -num_embeddings <= padding_idx < num_embeddings:
                 raise ValueError(

@@ -22,11 +22,13 @@ OPS: dict[str, Callable[..., Any]] = {}
 _NUMERIC = "biufc"  # numpy dtype kinds of numbers
 
 
-def _is_int(v: Any) -> bool:
+def is_int(v: Any) -> bool:
+    """An integer (Python or numpy), not a bool: the one test for int arguments (ops, layers, optimizers)."""
     return isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))
 
 
-def _is_real(v: Any) -> bool:
+def is_real(v: Any) -> bool:
+    """A real number (Python or numpy), not a bool: the one test for real-number arguments."""
     return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
 
 
@@ -58,7 +60,7 @@ def _tensors(v: Any) -> Any:
 
 
 def _int(v: Any) -> Any:
-    if _is_int(v):
+    if is_int(v):
         return v
     if _numeric_array(v) and v.ndim == 0 and v.dtype.kind in "iu":
         return int(v)
@@ -66,17 +68,17 @@ def _int(v: Any) -> Any:
 
 
 def _ints(v: Any) -> Any:
-    if _is_int(v):
+    if is_int(v):
         return v
     if _numeric_array(v) and v.ndim <= 1 and v.dtype.kind in "iu":
         return tuple(int(i) for i in v.tolist()) if v.ndim else int(v)
-    if isinstance(v, (list, tuple, range)) and all(_is_int(i) for i in v):
+    if isinstance(v, (list, tuple, range)) and all(is_int(i) for i in v):
         return v
     return _BAD
 
 
 def _real(v: Any) -> Any:
-    return v if _is_real(v) or (_numeric_array(v) and v.dtype.kind != "b") else _BAD
+    return v if is_real(v) or (_numeric_array(v) and v.dtype.kind != "b") else _BAD
 
 
 def _bool(v: Any) -> Any:
@@ -257,7 +259,7 @@ def int_tuple(v: Any, op: str, what: str) -> tuple[int, ...]:
     c = _ints(v)
     if c is _BAD:
         raise TypeError(f"{op}: {what} must be an int or a tuple of ints, got {_describe(v)}")
-    return (int(c),) if _is_int(c) else tuple(int(i) for i in c)
+    return (int(c),) if is_int(c) else tuple(int(i) for i in c)
 
 
 def norm_axes(axis: Any, ndim: int, op: str) -> tuple[int, ...]:
@@ -267,7 +269,7 @@ def norm_axes(axis: Any, ndim: int, op: str) -> tuple[int, ...]:
     c = _ints(axis)
     if c is _BAD:
         raise TypeError(f"{op}: axis must be None, an int or a tuple of ints, got {_describe(axis)}")
-    axes: tuple[Any, ...] = (c,) if _is_int(c) else tuple(c)
+    axes: tuple[Any, ...] = (c,) if is_int(c) else tuple(c)
     out = []
     for a in axes:
         if not -ndim <= a < max(ndim, 1):
