@@ -331,6 +331,43 @@ def test_affine_kbest_bound_allows_for_rounding():
     assert sharp["kbest"] >= 2 and sharp["max"] >= 1, sharp  # the search found rows where the allowance matters
 
 
+@pytest.mark.parametrize("mod", [numba_cpu, _NumbaParallel()], ids=["numba", "numba-parallel"])
+@given(case=rows(), mixed=hst.booleans())
+@settings(max_examples=60, deadline=None)
+def test_affine_entropy_rows_with_p_zero_equal_oracle(mod, case, mixed):
+    """Rows with p = 0 (softmax's and log_softmax's) take the O(n) factored sums, not the n² loop:
+    the same S and T as the oracle, alone or mixed with rows of p ≠ 0, zeros of u and v included."""
+    g, u, v, p, D = case
+    p = p.copy()
+    p[:: 2 if mixed else 1] = 0
+    S, _, _, T = oracle(g, u, v, p, D)
+    S2, T2 = mod.affine_entropy(g, u, v, p, D)
+    np.testing.assert_allclose(S2, S, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(T2, T, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("kind", ["softmax", "random"])
+def test_affine_entropy_p_zero_float32_close_to_float64(kind):
+    """float32 rows with p = 0 (summed in float64 by the factored path) against the float64 reference."""
+    rng = np.random.default_rng(7)
+    R, n = 48, 32
+    g = rng.random((R, n))
+    g[0, ::3] = 0
+    if kind == "softmax":
+        u, v, D = -np.ones((R, n)), rng.dirichlet(np.ones(n), size=R), np.ones(R)
+    else:
+        u, v, D = rng.standard_normal((2, R, n)) * 3, None, rng.standard_normal(R)
+        u, v = u[0], u[1]
+        u[1, 3] = v[2, 5] = 0
+    f32 = [x.astype(np.float32) for x in (g, u, v, np.zeros(R), D)]
+    S64, T64 = reference.affine_entropy(*(x.astype(np.float64) for x in f32))
+    for mod in (numba_cpu, _NumbaParallel(), kernels):
+        S, T = mod.affine_entropy(*f32)
+        assert S.dtype == T.dtype == np.float32
+        np.testing.assert_allclose(S, S64, rtol=2e-6)
+        np.testing.assert_allclose(T, T64, rtol=2e-5, atol=2e-6 * np.abs(T64).max())
+
+
 @pytest.mark.parametrize("sym", [False, True], ids=["general", "symmetric"])
 @pytest.mark.parametrize("n", [5, 64, 384])
 def test_float32_kernels_close_to_float64_oracle(n, sym):

@@ -900,6 +900,66 @@ _FC7 = np.float32(1.0 / 7.0)
 _FC9 = np.float32(1.0 / 9.0)
 
 
+@njit(cache=True, nogil=True)
+def _entropy_rank1_row(g, u, v, D, S, T, r, lg, acc):
+    # A row with p = 0 (softmax, log_softmax): off the diagonal q_jk = u_j·v_k, so
+    # |q|·log|q| = |u_j||v_k|(log|u_j| + log|v_k|) and the sums over j ≠ k factor:
+    # S_k = |v_k|·A_k and T_k = |v_k|·B_k + |v_k| log|v_k|·A_k with A_k = Σ_{j≠k} g_j|u_j| and
+    # B_k = Σ_{j≠k} g_j|u_j| log|u_j|, each a prefix plus a suffix sum in float64 (no
+    # subtraction); the diagonal q = D + u_k·v_k (rounded as the reference rounds it) is added
+    # as itself. O(n) instead of n² logs. ``lg`` holds log|u|, log|v| and log of the diagonal's
+    # |q| (any finite value where the argument is 0: it is then multiplied by 0).
+    n = g.shape[1]
+    a = 0.0
+    b = 0.0
+    for j in range(n):  # acc[0, j], acc[1, j]: the sums over j' < j
+        acc[0, j] = a
+        acc[1, j] = b
+        w = np.float64(g[r, j]) * abs(np.float64(u[r, j]))
+        a += w
+        b += w * np.float64(lg[0, j])
+    a = 0.0
+    b = 0.0
+    for k in range(n - 1, -1, -1):
+        vk = abs(np.float64(v[r, k]))
+        ak = acc[0, k] + a
+        bk = acc[1, k] + b
+        gq = np.float64(g[r, k]) * abs(np.float64(D[r] + u[r, k] * v[r, k]))
+        S[r, k] = vk * ak + gq
+        T[r, k] = vk * (bk + np.float64(lg[1, k]) * ak) + gq * np.float64(lg[2, k])
+        w = np.float64(g[r, k]) * abs(np.float64(u[r, k]))
+        a += w
+        b += w * np.float64(lg[0, k])
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+def _rank1_logs32(u, v, D, r, lg):
+    # log|u|, log|v| and log|D + u·v| of row r by the inline float32 log (vectorised)
+    n = u.shape[1]
+    for k in range(n):
+        x = abs(u[r, k])
+        b = _f32_bits(x)
+        lg[0, k] = _log_poly(_bits_f32((b & 0x007FFFFF) | 0x3F800000), np.float32((b >> 23) - 127))
+        x = abs(v[r, k])
+        b = _f32_bits(x)
+        lg[1, k] = _log_poly(_bits_f32((b & 0x007FFFFF) | 0x3F800000), np.float32((b >> 23) - 127))
+        x = abs(D[r] + u[r, k] * v[r, k])
+        b = _f32_bits(x)
+        lg[2, k] = _log_poly(_bits_f32((b & 0x007FFFFF) | 0x3F800000), np.float32((b >> 23) - 127))
+
+
+@njit(cache=True, nogil=True)
+def _rank1_logs64(u, v, D, r, lg):
+    n = u.shape[1]
+    for k in range(n):
+        x = abs(u[r, k])
+        lg[0, k] = np.log(x) if x > 0 else 0.0
+        x = abs(v[r, k])
+        lg[1, k] = np.log(x) if x > 0 else 0.0
+        x = abs(D[r] + u[r, k] * v[r, k])
+        lg[2, k] = np.log(x) if x > 0 else 0.0
+
+
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
 def _affine_entropy_rows32(g, u, v, p, D, S, T, r0, r1):
     # numpy's error model: no zero-division branch, so the loops vectorise; contract: FMAs in the log.
@@ -912,7 +972,13 @@ def _affine_entropy_rows32(g, u, v, p, D, S, T, r0, r1):
     mbits = np.empty(n, dtype=np.int32)
     mant = mbits.view(np.float32)
     ex = np.empty(n, dtype=np.float32)
+    acc = np.empty((2, n), dtype=np.float64)
+    lgs = np.empty((3, n), dtype=np.float32)
     for r in range(r0, r1):
+        if p[r] == 0:  # rank one off the diagonal: O(n)
+            _rank1_logs32(u, v, D, r, lgs)
+            _entropy_rank1_row(g, u, v, D, S, T, r, lgs, acc)
+            continue
         s = S[r]
         t = T[r]
         vr = v[r]
@@ -942,7 +1008,13 @@ def _affine_entropy_rows32(g, u, v, p, D, S, T, r0, r1):
 @njit(cache=True, nogil=True)
 def _affine_entropy_rows64(g, u, v, p, D, S, T, r0, r1):
     n = g.shape[1]
+    acc = np.empty((2, n), dtype=np.float64)
+    lgs = np.empty((3, n), dtype=np.float64)
     for r in range(r0, r1):
+        if p[r] == 0:  # rank one off the diagonal: O(n)
+            _rank1_logs64(u, v, D, r, lgs)
+            _entropy_rank1_row(g, u, v, D, S, T, r, lgs, acc)
+            continue
         s = S[r]
         t = T[r]
         vr = v[r]
@@ -1757,7 +1829,12 @@ def affine_max(g: Array, u: Array, v: Array, p: Array, D: Array) -> tuple[Array,
 
 
 def affine_entropy(g: Array, u: Array, v: Array, p: Array, D: Array) -> tuple[Array, Array]:
-    """Numba twin of :func:`semitorch.kernels.reference.affine_entropy` (float32: an inline vectorised log)."""
+    """Numba twin of :func:`semitorch.kernels.reference.affine_entropy` (float32: an inline vectorised log).
+
+    Rows with p = 0 (softmax, log_softmax) are rank one off the diagonal, so their sums factor
+    into O(n) prefix and suffix sums (``_entropy_rank1_row``); other rows loop over every pair,
+    once per pair j < k where u = −v (layer_norm).
+    """
     g, u, v, p, D = _affine_args(g, u, v, p, D)
     S = np.empty_like(g)
     T = np.empty_like(g)
