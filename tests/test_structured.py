@@ -356,8 +356,8 @@ def test_affine_entropy_p_zero_float32_close_to_float64(kind):
     if kind == "softmax":
         u, v, D = -np.ones((R, n)), rng.dirichlet(np.ones(n), size=R), np.ones(R)
     else:
-        u, v, D = rng.standard_normal((2, R, n)) * 3, None, rng.standard_normal(R)
-        u, v = u[0], u[1]
+        u, v = rng.standard_normal((2, R, n)) * 3
+        D = rng.standard_normal(R)
         u[1, 3] = v[2, 5] = 0
     f32 = [x.astype(np.float32) for x in (g, u, v, np.zeros(R), D)]
     S64, T64 = reference.affine_entropy(*(x.astype(np.float64) for x in f32))
