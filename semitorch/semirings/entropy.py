@@ -243,7 +243,8 @@ class Entropy(Semiring):
             h = xp.where(g > 0, g * (E - lc), 0).astype(a.dtype, copy=False)
         S, T2 = kernels.affine_entropy(g, u, v, p, D)
         T1 = kernels.affine_sum(h, u, v, p, D)
-        Lo = kernels.log_shift(S, M)
+        Lo, low = kernels.log_shift_low(S, M, recheck_limit(a.dtype))
         with _Quiet(xp):
             Eo = (T1 - T2) / S
-        return dense_recheck(self, _clean(xp, Lo, Eo), None, M, a, None, c, D, p, u, v, pairs=True)[0], None
+        out = _clean(xp, Lo, Eo)
+        return dense_recheck(self, out, None, M, a, None, c, D, p, u, v, pairs=True, low=low)[0], None
