@@ -1580,7 +1580,7 @@ def _pair_plus32(a, b, out):
 @njit(cache=True, nogil=True, error_model="numpy")
 def _pair_exp_rows32(a, X, m):
     # a (B, r, j, 2) ⟨L, E⟩ → X (B, 2r, j) = [exp(L − m); exp(L − m)·E] and m (B, r), in groups of
-    # rows (one row when j ≥ _CHUNK, else up to _CHUNK elements of whole rows): L − m and E copied
+    # whole rows (as many as fit in _CHUNK elements, at least one): L − m and E copied
     # out of the pairs into contiguous buffers, one _exp_into over the group, then the products.
     # The pair loads index a flat row with uint64 (numba's wraparound test on a signed index
     # keeps LLVM from vectorising stride-2 loads). 1.5-3.4x faster than walking chunks of pairs.
