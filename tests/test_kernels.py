@@ -479,6 +479,23 @@ def test_structured_kernels_on_a_gpu_build_the_jacobian_in_large_blocks(name, mo
     assert kernels.DEVICE_CHUNK_ELEMS >= 1 << 26 > reference.CHUNK_ELEMS
 
 
+def test_affine_entropy_sum_on_a_gpu_takes_the_reference_in_large_blocks(monkeypatch):
+    """The entropy semiring's three sums dispatch as the other structured kernels: cupy arrays (and host dtypes
+    numba does not take) to the reference, with the device's block size."""
+    seen = []
+
+    def recording(*args, chunk_elems):
+        seen.append(chunk_elems)
+        return "result"
+
+    monkeypatch.setattr(reference, "affine_entropy_sum", recording)
+    FakeCupy = type("ndarray", (), {"__module__": "cupy", "dtype": np.dtype(np.float32), "shape": (1, 3)})
+    parts = (np.ones(3), np.ones(3), np.ones(1), np.ones(1))
+    assert kernels.affine_entropy_sum(FakeCupy(), np.ones((1, 3)), *parts) == "result"
+    assert kernels.affine_entropy_sum(np.ones((1, 3), np.float16), np.ones((1, 3)), *parts) == "result"
+    assert seen == [kernels.DEVICE_CHUNK_ELEMS, reference.CHUNK_ELEMS]
+
+
 @pytest.mark.parametrize("K", [1, 3, 7])
 def test_reference_affine_kbest_is_the_stable_top_k_with_ties_and_zeros(K):
     """The reference's K rounds of argmax equal a stable argsort of every candidate (ties: lowest j·K + q)."""

@@ -14,7 +14,10 @@ materialises the full rows × j × k candidate array.
   over j, without storing the (R, n, n) Jacobian (sum; max and arg-max; sum and Σ|q| log|q|);
   :func:`affine_kbest` takes ``g (R, n, K)`` and keeps the K best over (j, rank);
   :func:`affine_count` sums ``g`` over the j's with q ≠ 0 (path counting);
-  :func:`affine_signed` is :func:`signed_vecmat` on the signed c·q.
+  :func:`affine_signed` is :func:`signed_vecmat` on the signed c·q;
+  :func:`affine_entropy_sum` is :func:`affine_entropy` and :func:`affine_sum` of a second
+  weight in one call (the entropy semiring's three sums; on long layer_norm rows in float32
+  by sorting and series, without a log per pair).
 
 :data:`BACKEND` is ``"numba"`` when numba is importable and ``"numpy"`` otherwise; the
 environment variable ``SEMITORCH_KERNELS=numpy`` forces the reference. cupy arrays of
@@ -43,6 +46,7 @@ __all__ = [
     "BACKEND",
     "affine_count",
     "affine_entropy",
+    "affine_entropy_sum",
     "affine_kbest",
     "affine_max",
     "affine_signed",
@@ -203,6 +207,20 @@ def affine_max(g: Array, u: Array, v: Array, p: Array, D: Array) -> tuple[Array,
 def affine_entropy(g: Array, u: Array, v: Array, p: Array, D: Array) -> tuple[Array, Array]:
     """(Σ_j g[r, j]·|q|, Σ_j g[r, j]·|q|·log|q|) over j for each (r, k), with 0·log 0 = 0."""
     return _affine("affine_entropy", g, u, v, p, D)
+
+
+def affine_entropy_sum(g: Array, h: Array, u: Array, v: Array, p: Array, D: Array) -> tuple[Array, Array, Array]:
+    """(S, T, T₁) = (Σ_j g·|q|, Σ_j g·|q|·log|q|, Σ_j h·|q|) over j for each (r, k): :func:`affine_entropy`
+    of ``g`` and :func:`affine_sum` of ``h`` (same shape as ``g``, may be signed) in one call.
+
+    The numba backend computes long symmetric float32 rows (layer_norm's, n ≥
+    ``numba_cpu.SERIES_MIN_N``) from the row's entries sorted by |v|: |q| log|q| is a
+    polynomial in v_j·v_k (or its inverse) away from q = 0, so only a band of pairs near
+    q = 0 needs a log each; S and T₁ are exact sums (float64 inside, float32 results).
+    """
+    if tuple(h.shape) != tuple(g.shape):
+        raise ValueError(f"affine_entropy_sum: h has shape {tuple(h.shape)}, g has shape {tuple(g.shape)} (must match)")
+    return _affine("affine_entropy_sum", g, h, u, v, p, D)
 
 
 def affine_kbest(g: Array, u: Array, v: Array, p: Array, D: Array) -> tuple[Array, Array]:

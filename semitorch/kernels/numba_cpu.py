@@ -1205,6 +1205,356 @@ def _affine_entropy_par64(g, u, v, p, D, S, T, nchunks):
         _affine_entropy_rows64(g, u, v, p, D, S, T, c * R // nchunks, (c + 1) * R // nchunks)
 
 
+# ---- layer_norm entropy rows by sorting and series (float32, n ≥ SERIES_MIN_N) --------------------
+#
+# On a symmetric row (u = −v, p ≠ 0) the off-diagonal q_jk = p − v_j·v_k = p·(1 + t) with
+# t = s·w_j·w_k, w = v/√|p| and s = −sign(p), so |q| = |p|·|1 + t| and
+# |q| log|q| = |p|·(|1 + t| log|p| + ψ(t)) with ψ(t) = |1 + t| log|1 + t|. With the row's
+# entries sorted by |w| (a radix sort of the float32 bits), each k splits the j's into three
+# contiguous ranges by |t| = |w_j|·|w_k|:
+#
+# - inner, |t| < ρ: ψ(t) = (1 + t) log(1 + t) is a polynomial in t to 1.7e-9 (a Chebyshev fit of
+#   degree 20 on [−ρ, ρ], ρ = 0.75, in monomials), so Σ_j g_j ψ(t) = Σ_m a_m s^m w_k^m Σ_j g_j w_j^m
+#   is a dot product with prefix sums of the powers g_j·w_j^m (a table over the sorted j's);
+# - outer, |t| > 1/ρ: |1 + t| = |t|·(1 + 1/t), so ψ(t) = (|t| + sign t)(log|w_j| + log|w_k|)
+#   + |t|·ψ(1/t), the same polynomial in 1/t, from suffix sums of g_j·|w_j|·w_j^−m;
+# - near, ρ ≤ |t| ≤ 1/ρ (where q can be 0): |q| log|q| directly, in float32 with the inline log
+#   of the dense kernel, once per pair j < k (the classification is by the float64 product
+#   |w_j|·|w_k|, the same either way round).
+#
+# S = Σ_j g_j |q| and T₁ = Σ_j h_j |q| need no log: |1 + t| = (1 + t) except where t < −1 (j of
+# the opposite effective sign with |t| > 1, a suffix of each sign class), so both are exact sums
+# in float64 from prefix and suffix sums. The j = k entry goes into the sums with the
+# off-diagonal formula and is taken out again; the diagonal q = p + D − v_k² is added as itself.
+# The polynomial parts are float64, the near part float32 as in the dense kernel.
+#
+# Work per row: O(n log n + n·M) plus the near pairs (a band around |t| = 1: 8–15% of the
+# pairs on the benchmark's rows) instead of n²/2 logs. Measured on 32 rows (serial, 2026-11-24,
+# S, T and T₁ together against the dense kernel plus affine_sum): n = 384 1.8–2.1 against
+# 2.6 ms, n = 768 5.3 against 9.1 ms, n = 512 with a few large features (as BERT's hidden
+# states have) 2.0 against 4.4 ms; n = 256 about even, below it the dense kernel wins.
+
+SERIES_MIN_N = 256
+"""Symmetric float32 rows at least this long take the sorted-series kernel in :func:`affine_entropy_sum`."""
+
+_PSI_RHO = 0.75
+_PSI_DEG = 20
+_SERIES_MAX_W = 1e6  # rows with a larger |v|/√|p| take the dense kernel (w^±M must stay finite)
+
+
+def psi_coefficients(rho: float = _PSI_RHO, deg: int = _PSI_DEG) -> np.ndarray:
+    """Monomial coefficients a_m (m = 0..deg) of the Chebyshev interpolant of (1 + t) log(1 + t) on [−rho, rho].
+
+    float64, with a_0 = 0 exactly; for the defaults the fit is within 1.7e-9 of (1 + t) log(1 + t)
+    relative to 1 + t (the tests check it against ``numpy.log1p`` on a fine grid).
+    """
+    from numpy.polynomial import chebyshev, polynomial
+
+    fit = chebyshev.Chebyshev.interpolate(lambda t: (1 + t) * np.log1p(t), deg, domain=[-rho, rho])
+    a = np.ascontiguousarray(fit.convert(kind=polynomial.Polynomial, domain=[-1, 1], window=[-1, 1]).coef)
+    a[0] = 0.0  # ψ(0) = 0 exactly (the fit's constant is rounding, ~1e-16): a k with v_k = 0 gets no series term
+    return a
+
+
+_PSI = psi_coefficients()
+
+
+@njit(cache=True, nogil=True)
+def _radix_order(v, k0, k1, i0, i1, cnt):
+    # The permutation that sorts |v| (float32) ascending: an LSD radix sort of the 31 magnitude
+    # bits (their order is the order of |v|), three passes of 11 bits. Returns i0 or i1.
+    n = v.shape[0]
+    vb = v.view(np.uint32)
+    for i in range(n):
+        k0[i] = vb[i] & np.uint32(0x7FFFFFFF)
+        i0[i] = i
+    for sh in (0, 11, 22):
+        for b in range(2049):
+            cnt[b] = 0
+        for i in range(n):
+            cnt[((k0[i] >> sh) & 2047) + 1] += 1
+        for b in range(2048):
+            cnt[b + 1] += cnt[b]
+        for i in range(n):
+            b = (k0[i] >> sh) & 2047
+            d = cnt[b]
+            cnt[b] = d + 1
+            k1[d] = k0[i]
+            i1[d] = i0[i]
+        k0, k1 = k1, k0
+        i0, i1 = i1, i0
+    return i0
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+def _logs32(x, out, n):
+    # out = log|x| by the inline float32 log (vectorised; any finite value where x = 0)
+    for i in range(n):
+        b = _f32_bits(abs(x[i]))
+        out[i] = _log_poly(_bits_f32((b & 0x007FFFFF) | 0x3F800000), np.float32((b >> 23) - 127))
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+def _series_tables(ws, iw, gs, cs, Pt, Rt, Pin, Q, n, M1):
+    # Pt[m, i] = w_i^m and Rt[m, i] = |w_i|·w_i^−m (vectorised over i); Pin[m, i] = Σ_{j<i} g_j·cs_m·Pt[m, j]
+    # and Q[m, i] = Σ_{j≥i} g_j·cs_m·Rt[m, j] (the m's are independent chains)
+    for i in range(n):
+        Pt[0, i] = 1.0
+        Rt[0, i] = abs(ws[i])
+    for m in range(1, M1):
+        a = Pt[m - 1]
+        b = Pt[m]
+        for i in range(n):
+            b[i] = a[i] * ws[i]
+    for m in range(1, M1):
+        a = Rt[m - 1]
+        b = Rt[m]
+        for i in range(n):
+            b[i] = a[i] * iw[i]
+    for m in range(M1):
+        Pin[m, 0] = 0.0
+        Q[m, n] = 0.0
+    for i in range(n):
+        gi = gs[i]
+        for m in range(M1):
+            Pin[m, i + 1] = Pin[m, i] + (gi * cs[m]) * Pt[m, i]
+    for i in range(n - 1, -1, -1):
+        gi = gs[i]
+        for m in range(M1):
+            Q[m, i] = Q[m, i + 1] + (gi * cs[m]) * Rt[m, i]
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+def _series_queries(Pt, Pin, i1, Rt, Q, i2, out, n, M1):
+    # out[k] = Σ_m Pt[m, k]·Pin[m, i1[k]] + Rt[m, k]·Q[m, i2[k]]: the inner and outer series of each k
+    for k in range(n):
+        out[k] = 0.0
+    for m in range(M1):
+        a = Pt[m]
+        b = Pin[m]
+        c = Rt[m]
+        d = Q[m]
+        for k in range(n):
+            out[k] += a[k] * b[i1[k]] + c[k] * d[i2[k]]
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc", "contract"})
+def _near_pairs32(pr, vs, gs, tp, i1, i2, n):
+    # tp[k] += Σ_{j near k, j ≠ k} g_j·|q|·log|q| over the sorted entries, each pair j > k once:
+    # its φ goes to tp[j] with weight g_k and to tp[k] with weight g_j (float32, as the dense kernel)
+    for k in range(n):
+        lo = max(i1[k], k + 1)
+        hi = i2[k]
+        if lo >= hi:
+            continue
+        uk = -vs[k]
+        gk = gs[k]
+        acc = np.float32(0)
+        for j in range(np.uint64(lo), np.uint64(hi)):
+            q = abs(pr + uk * vs[j])
+            b = _f32_bits(q)
+            lg = _log_poly(_bits_f32((b & 0x007FFFFF) | 0x3F800000), np.float32((b >> 23) - 127))
+            ph = q * lg  # |q| = 0: 0·(finite) = 0
+            tp[j] += gk * ph
+            acc += gs[j] * ph
+        tp[k] += acc
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _series_bounds(aw, rho, i1, i2, i3, n):
+    # For each sorted k: i1 = #{j : |w_j|·|w_k| < ρ}, i2 = #{j : |w_j|·|w_k| ≤ 1/ρ}, i3 = #{j : |w_j|·|w_k| ≤ 1}
+    # (three pointers that only move down as |w_k| grows)
+    a = n
+    b = n
+    e = n
+    irho = 1.0 / rho
+    for k in range(n):
+        x = aw[k]
+        while a > 0 and aw[a - 1] * x >= rho:
+            a -= 1
+        while b > 0 and aw[b - 1] * x > irho:
+            b -= 1
+        while e > 0 and aw[e - 1] * x > 1.0:
+            e -= 1
+        i1[k] = a
+        i2[k] = b
+        i3[k] = e
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+def _series_column32(pr, c, vs, gs, hs, k, n):
+    # (Σ_j g|q|, Σ_j g|q| log|q|, Σ_j h|q|) of one k by a loop over j, q formed in float32 as the dense
+    # kernel forms it (so q = 0 is no edge), sums in float64
+    s = 0.0
+    t = 0.0
+    u = 0.0
+    uk = -vs[k]
+    for j in range(n):
+        gj = np.float64(gs[j])
+        hj = hs[j]
+        if gj == 0 and hj == 0:
+            continue
+        q = abs(c + uk * vs[j]) if j == k else abs(pr + uk * vs[j])
+        if q > 0:
+            qd = np.float64(q)
+            s += gj * qd
+            u += hj * qd
+            if gj != 0:
+                t += gj * qd * np.log(qd)
+    return s, t, u
+
+
+_SERIES_FLOOR = 2.0**-40  # an S below this fraction of Σ_j g (1 + |t|) is recomputed by _series_column32
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _affine_entropy_series32(g, h, v, p, D, S, T, U, r0, r1, rho, A):
+    # Rows r0..r1 of S = Σ_j g|q|, T = Σ_j g|q| log|q|, U = Σ_j h|q| for u = −v, p ≠ 0 (see above).
+    n = g.shape[1]
+    M1 = A.shape[0]
+    ld = n + 9  # table rows padded: a power-of-two stride maps every m to one cache set
+    vs = np.zeros(n, np.float32)
+    gp = np.zeros(n, np.float32)
+    tp = np.zeros(n, np.float32)
+    dq = np.empty(n, np.float32)
+    dphi = np.empty(n, np.float32)
+    lw = np.empty(n, np.float32)
+    own = np.empty(n, np.float32)
+    aw = np.empty(n)
+    ws = np.empty(n)
+    iw = np.empty(n)
+    gs = np.empty(n)
+    hs = np.empty(n)
+    i1 = np.empty(n, np.int64)
+    i2 = np.empty(n, np.int64)
+    i3 = np.empty(n, np.int64)
+    Pt = np.empty((M1, ld))
+    Rt = np.empty((M1, ld))
+    Pin = np.empty((M1, ld))
+    Q = np.empty((M1, ld))
+    Y = np.empty(n)
+    G0 = np.empty(n + 1)  # prefix sums of g and g·w (the inner range)
+    G1 = np.empty(n + 1)
+    A0 = np.empty(n + 1)  # suffix sums of g|w|, g|w| log|w|, g·sign w, g·sign w·log|w| (the outer range)
+    A1 = np.empty(n + 1)
+    B0 = np.empty(n + 1)
+    B1 = np.empty(n + 1)
+    F = np.empty((2, 4, n + 1))  # suffix sums of g, g·w, h, h·w over the j with w < 0 ([0]) and w > 0 ([1])
+    k0 = np.empty(n, np.uint32)
+    k1 = np.empty(n, np.uint32)
+    o0 = np.empty(n, np.int64)
+    o1 = np.empty(n, np.int64)
+    cnt = np.empty(2049, np.int64)
+    cs = np.empty(M1)
+    for r in range(r0, r1):
+        pr = p[r]
+        ap = abs(np.float64(pr))
+        lp = np.log(ap)
+        sq = np.sqrt(ap)
+        sg = -1.0 if pr > 0 else 1.0  # t = sg·w_j·w_k
+        order = _radix_order(v[r], k0, k1, o0, o1, cnt)
+        for i in range(n):
+            o = order[i]
+            vs[i] = v[r, o]
+            gp[i] = g[r, o]
+            hs[i] = np.float64(h[r, o])
+        for i in range(n):
+            w = np.float64(vs[i]) / sq
+            ws[i] = w
+            aw[i] = abs(w)
+            gs[i] = np.float64(gp[i])
+            iw[i] = 1.0 / w if abs(w) > 1e-12 else 0.0  # such a k has no outer range (|w_j| ≤ 1e6)
+            own[i] = np.float32(1.0 + sg * w * w)  # 1 + t of the j = k entry, for its log
+        _logs32(vs, lw, n)  # log|v|; log|w| = log|v| − log|p|/2
+        _logs32(own, own, n)
+        _series_bounds(aw, rho, i1, i2, i3, n)
+        s_ = 1.0
+        for m in range(M1):
+            cs[m] = A[m] * s_  # a_m·sg^m
+            s_ *= sg
+        _series_tables(ws, iw, gs, cs, Pt, Rt, Pin, Q, n, M1)
+        _series_queries(Pt, Pin, i1, Rt, Q, i2, Y, n, M1)
+        G0[0] = 0.0
+        G1[0] = 0.0
+        for i in range(n):
+            G0[i + 1] = G0[i] + gs[i]
+            G1[i + 1] = G1[i] + gs[i] * ws[i]
+        A0[n] = 0.0
+        A1[n] = 0.0
+        B0[n] = 0.0
+        B1[n] = 0.0
+        for c in range(2):
+            for j in range(4):
+                F[c, j, n] = 0.0
+        for i in range(n - 1, -1, -1):
+            la = np.float64(lw[i]) - 0.5 * lp
+            pos = ws[i] > 0
+            sgn = 1.0 if pos else -1.0
+            gi = gs[i]
+            A0[i] = A0[i + 1] + gi * aw[i]
+            A1[i] = A1[i + 1] + gi * aw[i] * la
+            B0[i] = B0[i + 1] + gi * sgn
+            B1[i] = B1[i + 1] + gi * sgn * la
+            for c in range(2):
+                for j in range(4):
+                    F[c, j, i] = F[c, j, i + 1]
+            c = 1 if pos else 0
+            F[c, 0, i] += gi
+            F[c, 1, i] += gi * ws[i]
+            F[c, 2, i] += hs[i]
+            F[c, 3, i] += hs[i] * ws[i]
+        for i in range(n):
+            tp[i] = 0
+        _near_pairs32(pr, vs, gp, tp, i1, i2, n)
+        _sym_diag32(pr + D[r], vs, dq, dphi, n)
+        g0 = F[0, 0, 0] + F[1, 0, 0]
+        g1 = F[0, 1, 0] + F[1, 1, 0]
+        ga = A0[0]  # Σ_j g|w_j|
+        h0 = F[0, 2, 0] + F[1, 2, 0]
+        h1 = F[0, 3, 0] + F[1, 3, 0]
+        for k in range(n):
+            w = ws[k]
+            ia = i1[k]
+            ib = i2[k]
+            ic = i3[k]
+            x = aw[k]
+            st = sg * w  # t = st·w_j
+            sk = sg if w > 0 else -sg  # sign of t for w_j > 0
+            f = 1 if sk < 0 else 0  # the sign class whose j have t < −1 when |t| > 1
+            lk = np.float64(lw[k]) - 0.5 * lp
+            # Σ_j g|1 + t| and Σ_j h|1 + t| over all j: Σ (1 + t) less twice the part where 1 + t < 0
+            s_all = (g0 + st * g1) - 2.0 * (F[f, 0, ic] + st * F[f, 1, ic])
+            u_all = (h0 + st * h1) - 2.0 * (F[f, 2, ic] + st * F[f, 3, ic])
+            # Σ g|1 + t| and Σ g ψ(t) over the inner and outer ranges
+            s_io = G0[ia] + st * G1[ia] + x * A0[ib] + sk * B0[ib]
+            p_io = Y[k] + x * (A1[ib] + lk * A0[ib]) + sk * (B1[ib] + lk * B0[ib])
+            aq = abs(1.0 + st * w)  # the j = k entry with the off-diagonal formula: taken out
+            s_all -= gs[k] * aq
+            u_all -= hs[k] * aq
+            o = order[k]
+            if s_all <= _SERIES_FLOOR * (g0 + x * ga):
+                # so small against its terms (Σ g(1 + |t|)) that rounding could decide it, or 0 (every
+                # edge with g > 0 exactly 0): the dense kernel's loop, so that q = 0 stays no edge
+                s_, t_, u_ = _series_column32(pr, pr + D[r], vs, gp, hs, k, n)
+                S[r, o] = s_
+                T[r, o] = t_
+                U[r, o] = u_
+                continue
+            if k < ia or k >= ib:
+                s_io -= gs[k] * aq
+                p_io -= gs[k] * aq * np.float64(own[k])
+            S[r, o] = ap * s_all + gp[k] * dq[k]
+            T[r, o] = ap * (p_io + lp * s_io) + tp[k] + gp[k] * dphi[k]
+            U[r, o] = ap * u_all + np.float32(hs[k]) * dq[k]
+
+
+@njit(cache=True, parallel=True)
+def _affine_entropy_series_par32(g, h, v, p, D, S, T, U, rho, A, nchunks):
+    R = g.shape[0]
+    for c in prange(nchunks):
+        _affine_entropy_series32(g, h, v, p, D, S, T, U, c * R // nchunks, (c + 1) * R // nchunks, rho, A)
+
+
 @njit(cache=True, nogil=True, inline="always")
 def _enter_ranks(gj, qk, j, vk, ak, K):
     """j's candidates gj[i]·qk (descending in i) into the sorted K-list (vk, ak) while they rank above its K-th.
@@ -1868,6 +2218,42 @@ def affine_entropy(g: Array, u: Array, v: Array, p: Array, D: Array) -> tuple[Ar
     return S, T
 
 
+def _series_rows_apply(g: Array, u: Array, v: Array, p: Array) -> bool:
+    """Whether :func:`affine_entropy_sum` takes the sorted-series kernel: float32, symmetric, long, p ≠ 0, w bounded."""
+    R, n = g.shape
+    if g.dtype != np.float32 or n < SERIES_MIN_N or R == 0 or not np.array_equal(u, -v):
+        return False
+    ap = np.abs(p.astype(np.float64))
+    if not (np.all(np.isfinite(ap)) and np.all(ap >= np.finfo(np.float32).tiny)):
+        return False  # p = 0 (rank one) or unusable: the dense kernel
+    return bool(np.all(np.abs(v).max(axis=1) <= _SERIES_MAX_W * np.sqrt(ap)))
+
+
+def affine_entropy_sum(g: Array, h: Array, u: Array, v: Array, p: Array, D: Array) -> tuple[Array, Array, Array]:
+    """Numba twin of :func:`semitorch.kernels.reference.affine_entropy_sum`: (Σ g|q|, Σ g|q| log|q|, Σ h|q|).
+
+    Symmetric float32 rows (layer_norm: u = −v, p ≠ 0) of at least :data:`SERIES_MIN_N` entries
+    go through the sorted-series kernel (O(n log n + n·M) plus a band of pairs near q = 0,
+    instead of n²/2 logs; see the section comment), the others through :func:`affine_entropy`
+    and :func:`affine_sum`.
+    """
+    g, u, v, p, D = _affine_args(g, u, v, p, D)
+    h = np.ascontiguousarray(np.broadcast_to(np.asarray(h, dtype=g.dtype), g.shape))
+    if not _series_rows_apply(g, u, v, p):
+        S, T = affine_entropy(g, u, v, p, D)
+        return S, T, affine_sum(h, u, v, p, D)
+    S = np.empty_like(g)
+    T = np.empty_like(g)
+    U = np.empty_like(g)
+    R = g.shape[0]
+    nch = _nchunks(R, g.size * g.shape[1], contended=True)
+    if nch:
+        _affine_entropy_series_par32(g, h, v, p, D, S, T, U, _PSI_RHO, _PSI, nch)
+    else:
+        _affine_entropy_series32(g, h, v, p, D, S, T, U, 0, R, _PSI_RHO, _PSI)
+    return S, T, U
+
+
 # ---- drivers ------------------------------------------------------------------------------
 
 
@@ -2001,6 +2387,10 @@ def warmup() -> None:
                 affine_entropy(a, a, a, a[0], a[0])
                 affine_entropy(a, a + 1, a + 1, a[0], a[0])  # u ≠ −v: the general kernel
                 affine_kbest(ak, a, a, a[0], a[0])
+                if dt == np.float32:  # the sorted-series kernel, on a row long enough to take it
+                    n = SERIES_MIN_N
+                    x = np.linspace(-1, 1, 2 * n, dtype=np.float32).reshape(2, n)
+                    affine_entropy_sum(x * x, x, -x, x, -np.ones(2, dt), np.full(2, n, dt))
             if dt == np.float32:
                 exp_shift(a)
                 log_shift(a, a[:, :1])

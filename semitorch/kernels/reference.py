@@ -306,6 +306,14 @@ def affine_entropy(
     return S, T
 
 
+def affine_entropy_sum(
+    g: Array, h: Array, u: Array, v: Array, p: Array, D: Array, chunk_elems: int = CHUNK_ELEMS
+) -> tuple[Array, Array, Array]:
+    """(S, T, T₁): :func:`affine_entropy` of ``g`` and :func:`affine_sum` of ``h`` (R, n) over the same rows."""
+    S, T = affine_entropy(g, u, v, p, D, chunk_elems)
+    return S, T, affine_sum(h, u, v, p, D, chunk_elems)
+
+
 def affine_kbest(
     g: Array, u: Array, v: Array, p: Array, D: Array, chunk_elems: int = CHUNK_ELEMS
 ) -> tuple[Array, Array]:

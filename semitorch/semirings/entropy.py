@@ -232,8 +232,8 @@ class Entropy(Semiring):
     ) -> tuple[Array, None]:
         """The entropy ⊕ over structured rows: S = Σ g|q|, T₁ = Σ g(E − log|c|)|q|, T₂ = Σ g|q| log|q|.
 
-        With g = e^{L + log|c| − M}: L_out = M + log S, E_out = (T₁ − T₂) / S, by
-        :func:`semitorch.kernels.affine_entropy` and :func:`semitorch.kernels.affine_sum`.
+        With g = e^{L + log|c| − M}: L_out = M + log S, E_out = (T₁ − T₂) / S, all three sums by
+        :func:`semitorch.kernels.affine_entropy_sum`.
         """
         xp = _xp(a)
         L, E = a[..., 0], a[..., 1]
@@ -241,8 +241,7 @@ class Entropy(Semiring):
         g, M = affine_weights(L, c, lc)
         with _Quiet(xp):
             h = xp.where(g > 0, g * (E - lc), 0).astype(a.dtype, copy=False)
-        S, T2 = kernels.affine_entropy(g, u, v, p, D)
-        T1 = kernels.affine_sum(h, u, v, p, D)
+        S, T2, T1 = kernels.affine_entropy_sum(g, h, u, v, p, D)
         Lo, low = kernels.log_shift_low(S, M, recheck_limit(a.dtype))
         with _Quiet(xp):
             Eo = (T1 - T2) / S
