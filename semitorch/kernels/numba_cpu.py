@@ -17,6 +17,7 @@ Inputs are assumed NaN-free and ``logw`` free of +inf; ``kbest_vecmat`` relies o
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any
 
@@ -1256,7 +1257,10 @@ def psi_coefficients(rho: float = _PSI_RHO, deg: int = _PSI_DEG) -> np.ndarray:
     return a
 
 
-_PSI = psi_coefficients()
+@functools.cache
+def _psi() -> np.ndarray:
+    """:func:`psi_coefficients` with the defaults, made on first use (not at import)."""
+    return psi_coefficients()
 
 
 @njit(cache=True, nogil=True)
@@ -2248,9 +2252,9 @@ def affine_entropy_sum(g: Array, h: Array, u: Array, v: Array, p: Array, D: Arra
     R = g.shape[0]
     nch = _nchunks(R, g.size * g.shape[1], contended=True)
     if nch:
-        _affine_entropy_series_par32(g, h, v, p, D, S, T, U, _PSI_RHO, _PSI, nch)
+        _affine_entropy_series_par32(g, h, v, p, D, S, T, U, _PSI_RHO, _psi(), nch)
     else:
-        _affine_entropy_series32(g, h, v, p, D, S, T, U, 0, R, _PSI_RHO, _PSI)
+        _affine_entropy_series32(g, h, v, p, D, S, T, U, 0, R, _PSI_RHO, _psi())
     return S, T, U
 
 
