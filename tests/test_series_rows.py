@@ -231,3 +231,56 @@ def test_an_output_whose_only_edges_are_exact_zeros_has_no_path(p0):
     S0, T0 = numba_cpu.affine_entropy(g, -v, v, p, D)
     assert S0[0, k] == T0[0, k] == 0
     check(g, -g, v, p, D)
+
+
+def _crafted(case):
+    """Rows a review built against the kernel's cancellations (see the test below)."""
+    n = N0
+    if case in ("S cancels", "U cancels"):
+        v = (np.linspace(-1, 1, n) * 0.3).astype(np.float32)[None]
+        j, k, a = 5, 9, 27
+        v[0, j] = np.float32(1 + a * 2**-23)
+        v[0, k] = np.float32(2 * (1 - a * 2**-23))  # v_j v_k = 2(1 − 729·2⁻⁴⁶): q = 2 − v_j v_k is tiny
+        p, D = np.float32([2]), np.float32([5])
+        one = np.zeros((1, n), np.float32)
+        one[0, j] = 1
+        g, h = (one, one) if case == "S cancels" else (np.ones((1, n), np.float32), one)
+        return g, h, v, p, D, k
+    if case == "U on an exact zero":
+        v = np.linspace(-1, 1, n).astype(np.float32)[None]
+        j, k = 5, 9
+        v[0, j], v[0, k] = 0.5, 6  # q = 3 − 0.5·6 = 0 exactly
+        h = np.zeros((1, n), np.float32)
+        h[0, j] = 1
+        return np.ones((1, n), np.float32), h, v, np.float32([3]), np.float32([5]), k
+    # "large own term": the j = k entry, taken out after going in with the off-diagonal formula, is far
+    # larger than the output's terms (p + D − v_k² = 1: the true diagonal has |q| log|q| = 0)
+    v = np.linspace(-2, 2, n).astype(np.float32)[None]
+    v[0, 7] = 1000
+    g = np.full((1, n), 1e-3, np.float32)
+    g[0, 7] = 1
+    return g, g, v, np.float32([4]), np.float32([999997]), 7
+
+
+@pytest.mark.parametrize("case", ["S cancels", "U cancels", "U on an exact zero", "large own term"])
+def test_crafted_cancellations_stay_within_tolerance(case):
+    """S (or Σ|h||q|) tiny against its terms goes to the loop over j; the j = k entry leaves the series exactly as it
+    went in. Without these, the first two were 2e-5 off, the third gave 6.7e-16 for 0, the fourth 1e-4 of T's scale."""
+    g, h, v, p, D, k = _crafted(case)
+    check(g, h, v, p, D)
+    if case == "U on an exact zero":
+        assert numba_cpu.affine_entropy_sum(g, h, -v, v, p, D)[2][0, k] == 0
+
+
+def test_infinite_weights_take_the_dense_sums():
+    """An infinite g or h (never made by the semirings) gives what the dense kernels give (inf, not inf − inf = NaN)."""
+    rng = np.random.default_rng(9)
+    n = N0
+    v = layer_norm_row(rng.standard_normal((1, n)), np.ones(1))
+    g = rng.random((1, n)).astype(np.float32)
+    h = g.copy()
+    h[0, 3] = np.inf
+    args = (-v, v, np.full(1, -1, np.float32), np.full(1, n, np.float32))
+    S, T, U = numba_cpu.affine_entropy_sum(g, h, *args)
+    np.testing.assert_array_equal(U, numba_cpu.affine_sum(h, *args))
+    assert not np.isnan(U).any()

@@ -1329,8 +1329,10 @@ def _series_tables(ws, iw, gs, cs, Pt, Rt, Pin, Q, n, M1):
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
-def _series_queries(Pt, Pin, i1, Rt, Q, i2, out, n, M1):
-    # out[k] = Σ_m Pt[m, k]·Pin[m, i1[k]] + Rt[m, k]·Q[m, i2[k]]: the inner and outer series of each k
+def _series_queries(Pt, Pin, i1, Rt, Q, i2, cs, fin, fout, out, n, M1):
+    # out[k] = Σ_m Pt[m, k]·Pin[m, i1[k]] + Rt[m, k]·Q[m, i2[k]]: the inner and outer series of each k,
+    # less the j = k entry of the tables (fin[k] = g_k where k is in its own inner range, fout[k] where
+    # outer, else 0), taken out by the same products that put it in
     for k in range(n):
         out[k] = 0.0
     for m in range(M1):
@@ -1338,12 +1340,13 @@ def _series_queries(Pt, Pin, i1, Rt, Q, i2, out, n, M1):
         b = Pin[m]
         c = Rt[m]
         d = Q[m]
+        cm = cs[m]
         for k in range(n):
-            out[k] += a[k] * b[i1[k]] + c[k] * d[i2[k]]
+            out[k] += a[k] * (b[i1[k]] - (fin[k] * cm) * a[k]) + c[k] * (d[i2[k]] - (fout[k] * cm) * c[k])
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc", "contract"})
-def _near_pairs32(pr, vs, gs, tp, i1, i2, n):
+def _near_pairs32(pr, vs, gs, tp, i1, i2, n):  # pr: float64
     # tp[k] += Σ_{j near k, j ≠ k} g_j·|q|·log|q| over the sorted entries, each pair j > k once:
     # its φ goes to tp[j] with weight g_k and to tp[k] with weight g_j (float32, as the dense kernel)
     for k in range(n):
@@ -1351,11 +1354,11 @@ def _near_pairs32(pr, vs, gs, tp, i1, i2, n):
         hi = i2[k]
         if lo >= hi:
             continue
-        uk = -vs[k]
+        uk = np.float64(-vs[k])
         gk = gs[k]
         acc = np.float32(0)
         for j in range(np.uint64(lo), np.uint64(hi)):
-            q = abs(pr + uk * vs[j])
+            q = abs(np.float32(pr + uk * np.float64(vs[j])))  # exact in float64, rounded once
             b = _f32_bits(q)
             lg = _log_poly(_bits_f32((b & 0x007FFFFF) | 0x3F800000), np.float32((b >> 23) - 127))
             ph = q * lg  # |q| = 0: 0·(finite) = 0
@@ -1387,8 +1390,8 @@ def _series_bounds(aw, rho, i1, i2, i3, n):
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
 def _series_column32(pr, c, vs, gs, hs, k, n):
-    # (Σ_j g|q|, Σ_j g|q| log|q|, Σ_j h|q|) of one k by a loop over j, q formed in float32 as the dense
-    # kernel forms it (so q = 0 is no edge), sums in float64
+    # (Σ_j g|q|, Σ_j g|q| log|q|, Σ_j h|q|) of one k by a loop over j, q rounded to float32 as the band
+    # rounds it (so q = 0 is no edge), sums in float64
     s = 0.0
     t = 0.0
     u = 0.0
@@ -1398,7 +1401,10 @@ def _series_column32(pr, c, vs, gs, hs, k, n):
         hj = hs[j]
         if gj == 0 and hj == 0:
             continue
-        q = abs(c + uk * vs[j]) if j == k else abs(pr + uk * vs[j])
+        if j == k:  # the diagonal as the dense kernels form it
+            q = abs(c + uk * vs[j])
+        else:  # as the band does: exact in float64, rounded once
+            q = abs(np.float32(np.float64(pr) + np.float64(uk) * np.float64(vs[j])))
         if q > 0:
             qd = np.float64(q)
             s += gj * qd
@@ -1408,7 +1414,7 @@ def _series_column32(pr, c, vs, gs, hs, k, n):
     return s, t, u
 
 
-_SERIES_FLOOR = 2.0**-40  # an S below this fraction of Σ_j g (1 + |t|) is recomputed by _series_column32
+_SERIES_FLOOR = 2.0**-26  # S or Σ|h||q| below this fraction of its terms' Σ (1 + |t|): _series_column32
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -1423,7 +1429,8 @@ def _affine_entropy_series32(g, h, v, p, D, S, T, U, r0, r1, rho, A):
     dq = np.empty(n, np.float32)
     dphi = np.empty(n, np.float32)
     lw = np.empty(n, np.float32)
-    own = np.empty(n, np.float32)
+    fin = np.empty(n)
+    fout = np.empty(n)
     aw = np.empty(n)
     ws = np.empty(n)
     iw = np.empty(n)
@@ -1443,7 +1450,7 @@ def _affine_entropy_series32(g, h, v, p, D, S, T, U, r0, r1, rho, A):
     A1 = np.empty(n + 1)
     B0 = np.empty(n + 1)
     B1 = np.empty(n + 1)
-    F = np.empty((2, 4, n + 1))  # suffix sums of g, g·w, h, h·w over the j with w < 0 ([0]) and w > 0 ([1])
+    F = np.empty((2, 6, n + 1))  # suffix sums of g, g·w, h, h·w, |h|, |h|·w over the j with w < 0 ([0]), w > 0 ([1])
     k0 = np.empty(n, np.uint32)
     k1 = np.empty(n, np.uint32)
     o0 = np.empty(n, np.int64)
@@ -1468,16 +1475,17 @@ def _affine_entropy_series32(g, h, v, p, D, S, T, U, r0, r1, rho, A):
             aw[i] = abs(w)
             gs[i] = np.float64(gp[i])
             iw[i] = 1.0 / w if abs(w) > 1e-12 else 0.0  # such a k has no outer range (|w_j| ≤ 1e6)
-            own[i] = np.float32(1.0 + sg * w * w)  # 1 + t of the j = k entry, for its log
         _logs32(vs, lw, n)  # log|v|; log|w| = log|v| − log|p|/2
-        _logs32(own, own, n)
         _series_bounds(aw, rho, i1, i2, i3, n)
+        for k in range(n):
+            fin[k] = gs[k] if k < i1[k] else 0.0
+            fout[k] = gs[k] if k >= i2[k] else 0.0
         s_ = 1.0
         for m in range(M1):
             cs[m] = A[m] * s_  # a_m·sg^m
             s_ *= sg
         _series_tables(ws, iw, gs, cs, Pt, Rt, Pin, Q, n, M1)
-        _series_queries(Pt, Pin, i1, Rt, Q, i2, Y, n, M1)
+        _series_queries(Pt, Pin, i1, Rt, Q, i2, cs, fin, fout, Y, n, M1)
         G0[0] = 0.0
         G1[0] = 0.0
         for i in range(n):
@@ -1488,7 +1496,7 @@ def _affine_entropy_series32(g, h, v, p, D, S, T, U, r0, r1, rho, A):
         B0[n] = 0.0
         B1[n] = 0.0
         for c in range(2):
-            for j in range(4):
+            for j in range(6):
                 F[c, j, n] = 0.0
         for i in range(n - 1, -1, -1):
             la = np.float64(lw[i]) - 0.5 * lp
@@ -1500,20 +1508,27 @@ def _affine_entropy_series32(g, h, v, p, D, S, T, U, r0, r1, rho, A):
             B0[i] = B0[i + 1] + gi * sgn
             B1[i] = B1[i + 1] + gi * sgn * la
             for c in range(2):
-                for j in range(4):
+                for j in range(6):
                     F[c, j, i] = F[c, j, i + 1]
             c = 1 if pos else 0
             F[c, 0, i] += gi
             F[c, 1, i] += gi * ws[i]
             F[c, 2, i] += hs[i]
             F[c, 3, i] += hs[i] * ws[i]
+            F[c, 4, i] += abs(hs[i])
+            F[c, 5, i] += abs(hs[i]) * ws[i]
         for i in range(n):
             tp[i] = 0
-        _near_pairs32(pr, vs, gp, tp, i1, i2, n)
+        _near_pairs32(np.float64(pr), vs, gp, tp, i1, i2, n)
         _sym_diag32(pr + D[r], vs, dq, dphi, n)
         g0 = F[0, 0, 0] + F[1, 0, 0]
         g1 = F[0, 1, 0] + F[1, 1, 0]
+        ha0 = F[0, 4, 0] + F[1, 4, 0]
+        ha1 = F[0, 5, 0] + F[1, 5, 0]
         ga = A0[0]  # Σ_j g|w_j|
+        haw = 0.0  # Σ_j |h||w_j|
+        for i in range(n):
+            haw += abs(hs[i]) * aw[i]
         h0 = F[0, 2, 0] + F[1, 2, 0]
         h1 = F[0, 3, 0] + F[1, 3, 0]
         for k in range(n):
@@ -1529,24 +1544,29 @@ def _affine_entropy_series32(g, h, v, p, D, S, T, U, r0, r1, rho, A):
             # Σ_j g|1 + t| and Σ_j h|1 + t| over all j: Σ (1 + t) less twice the part where 1 + t < 0
             s_all = (g0 + st * g1) - 2.0 * (F[f, 0, ic] + st * F[f, 1, ic])
             u_all = (h0 + st * h1) - 2.0 * (F[f, 2, ic] + st * F[f, 3, ic])
+            ua = (ha0 + st * ha1) - 2.0 * (F[f, 4, ic] + st * F[f, 5, ic])  # Σ_j |h||1 + t|
             # Σ g|1 + t| and Σ g ψ(t) over the inner and outer ranges
             s_io = G0[ia] + st * G1[ia] + x * A0[ib] + sk * B0[ib]
             p_io = Y[k] + x * (A1[ib] + lk * A0[ib]) + sk * (B1[ib] + lk * B0[ib])
             aq = abs(1.0 + st * w)  # the j = k entry with the off-diagonal formula: taken out
             s_all -= gs[k] * aq
             u_all -= hs[k] * aq
+            ua -= abs(hs[k]) * aq
             o = order[k]
-            if s_all <= _SERIES_FLOOR * (g0 + x * ga):
-                # so small against its terms (Σ g(1 + |t|)) that rounding could decide it, or 0 (every
-                # edge with g > 0 exactly 0): the dense kernel's loop, so that q = 0 stays no edge
+            if s_all < _SERIES_FLOOR * (g0 + x * ga) or ua < _SERIES_FLOOR * (ha0 + x * haw):
+                # Σ g|1 + t| or Σ |h||1 + t| so small against its terms (Σ g(1 + |t|), Σ |h|(1 + |t|)) that
+                # the float64 rounding of t could decide it, or 0 (every edge with weight exactly 0):
+                # a loop over j, so that q = 0 stays no edge
                 s_, t_, u_ = _series_column32(pr, pr + D[r], vs, gp, hs, k, n)
                 S[r, o] = s_
                 T[r, o] = t_
                 U[r, o] = u_
                 continue
-            if k < ia or k >= ib:
+            if k < ia:
+                s_io -= gs[k] * aq  # (its series term left in _series_queries)
+            elif k >= ib:  # its outer terms, as they went in: (|t| + sign t)(2 log|w_k|), t = sg w_k²
                 s_io -= gs[k] * aq
-                p_io -= gs[k] * aq * np.float64(own[k])
+                p_io -= gs[k] * (x * x + sg) * (2.0 * lk)
             S[r, o] = ap * s_all + gp[k] * dq[k]
             T[r, o] = ap * (p_io + lp * s_io) + tp[k] + gp[k] * dphi[k]
             U[r, o] = ap * u_all + np.float32(hs[k]) * dq[k]
@@ -2243,7 +2263,7 @@ def affine_entropy_sum(g: Array, h: Array, u: Array, v: Array, p: Array, D: Arra
     """
     g, u, v, p, D = _affine_args(g, u, v, p, D)
     h = np.ascontiguousarray(np.broadcast_to(np.asarray(h, dtype=g.dtype), g.shape))
-    if not _series_rows_apply(g, u, v, p):
+    if not (_series_rows_apply(g, u, v, p) and np.isfinite(g).all() and np.isfinite(h).all()):  # inf: dense sums
         S, T = affine_entropy(g, u, v, p, D)
         return S, T, affine_sum(h, u, v, p, D)
     S = np.empty_like(g)
