@@ -1219,15 +1219,18 @@ def _affine_entropy_par64(g, u, v, p, D, S, T, nchunks):
 #   is a dot product with prefix sums of the powers g_j·w_j^m (a table over the sorted j's);
 # - outer, |t| > 1/ρ: |1 + t| = |t|·(1 + 1/t), so ψ(t) = (|t| + sign t)(log|w_j| + log|w_k|)
 #   + |t|·ψ(1/t), the same polynomial in 1/t, from suffix sums of g_j·|w_j|·w_j^−m;
-# - near, ρ ≤ |t| ≤ 1/ρ (where q can be 0): |q| log|q| directly, in float32 with the inline log
-#   of the dense kernel, once per pair j < k (the classification is by the float64 product
+# - near, ρ ≤ |t| ≤ 1/ρ (where q can be 0): |q| log|q| directly, q exact in float64 and rounded
+#   once to float32 (so q = 0 only where it is exactly 0, FMA or not), the inline float32 log of
+#   the dense kernel, once per pair j < k (the classification is by the float64 product
 #   |w_j|·|w_k|, the same either way round).
 #
 # S = Σ_j g_j |q| and T₁ = Σ_j h_j |q| need no log: |1 + t| = (1 + t) except where t < −1 (j of
 # the opposite effective sign with |t| > 1, a suffix of each sign class), so both are exact sums
 # in float64 from prefix and suffix sums. The j = k entry goes into the sums with the
-# off-diagonal formula and is taken out again; the diagonal q = p + D − v_k² is added as itself.
-# The polynomial parts are float64, the near part float32 as in the dense kernel.
+# off-diagonal formula and is taken out again by the same products; the diagonal q = p + D − v_k²
+# is added as itself. The polynomial parts are float64, the near part float32 as in the dense
+# kernel. Where S or Σ|h||1 + t| is below 2⁻²⁶ of its terms' Σ (1 + |t|) (rounding t could decide
+# it; or every edge is exactly 0), that output is a loop over j (_series_column32).
 #
 # Work per row: O(n log n + n·M) plus the near pairs (a band around |t| = 1: 8–15% of the
 # pairs on the benchmark's rows) instead of n²/2 logs. Measured on 32 rows (serial, 2026-11-24,
