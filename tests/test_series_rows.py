@@ -264,8 +264,9 @@ def _crafted(case):
 
 @pytest.mark.parametrize("case", ["S cancels", "U cancels", "U on an exact zero", "large own term"])
 def test_crafted_cancellations_stay_within_tolerance(case):
-    """S (or Σ|h||q|) tiny against its terms goes to the loop over j; the j = k entry leaves the series exactly as it
-    went in. Without these, the first two were 2e-5 off, the third gave 6.7e-16 for 0, the fourth 1e-4 of T's scale."""
+    """S (or Σ|h||q|) tiny against its terms goes to the loop over j; the j = k entry leaves the sums in float64, as
+    it went in. Without these, the first two were 2e-5 off, the third gave 6.7e-16 for 0, the fourth 1e-4 of T's
+    scale."""
     g, h, v, p, D, k = _crafted(case)
     check(g, h, v, p, D)
     if case == "U on an exact zero":

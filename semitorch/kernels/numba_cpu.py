@@ -1227,7 +1227,8 @@ def _affine_entropy_par64(g, u, v, p, D, S, T, nchunks):
 # S = Σ_j g_j |q| and T₁ = Σ_j h_j |q| need no log: |1 + t| = (1 + t) except where t < −1 (j of
 # the opposite effective sign with |t| > 1, a suffix of each sign class), so both are exact sums
 # in float64 from prefix and suffix sums. The j = k entry goes into the sums with the
-# off-diagonal formula and is taken out again by the same products; the diagonal q = p + D − v_k²
+# off-diagonal formula and is taken out again in float64 (its series term by Horner, its outer log
+# terms from the same float32 logs); the diagonal q = p + D − v_k²
 # is added as itself. The polynomial parts are float64, the near part float32 as in the dense
 # kernel. Where S or Σ|h||1 + t| is below 2⁻²⁶ of its terms' Σ (1 + |t|) (rounding t could decide
 # it; or every edge is exactly 0), that output is a loop over j (_series_column32).
@@ -1332,10 +1333,8 @@ def _series_tables(ws, iw, gs, cs, Pt, Rt, Pin, Q, n, M1):
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
-def _series_queries(Pt, Pin, i1, Rt, Q, i2, cs, fin, fout, out, n, M1):
-    # out[k] = Σ_m Pt[m, k]·Pin[m, i1[k]] + Rt[m, k]·Q[m, i2[k]]: the inner and outer series of each k,
-    # less the j = k entry of the tables (fin[k] = g_k where k is in its own inner range, fout[k] where
-    # outer, else 0), taken out by the same products that put it in
+def _series_queries(Pt, Pin, i1, Rt, Q, i2, out, n, M1):
+    # out[k] = Σ_m Pt[m, k]·Pin[m, i1[k]] + Rt[m, k]·Q[m, i2[k]]: the inner and outer series of each k
     for k in range(n):
         out[k] = 0.0
     for m in range(M1):
@@ -1343,9 +1342,22 @@ def _series_queries(Pt, Pin, i1, Rt, Q, i2, cs, fin, fout, out, n, M1):
         b = Pin[m]
         c = Rt[m]
         d = Q[m]
-        cm = cs[m]
         for k in range(n):
-            out[k] += a[k] * (b[i1[k]] - (fin[k] * cm) * a[k]) + c[k] * (d[i2[k]] - (fout[k] * cm) * c[k])
+            out[k] += a[k] * b[i1[k]] + c[k] * d[i2[k]]
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+def _series_own(cs, z, f, out, n, M1):
+    # out[k] = f[k]·Σ_m cs_m z_k^m (Horner, vectorised over k): the series term that the j = k entry put
+    # into its own inner (z = w_k², f = g_k) or outer range (z = w_k⁻², f = g_k w_k²), to take out again
+    for k in range(n):
+        out[k] = cs[M1 - 1]
+    for m in range(M1 - 2, -1, -1):
+        c = cs[m]
+        for k in range(n):
+            out[k] = out[k] * z[k] + c
+    for k in range(n):
+        out[k] *= f[k]
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc", "contract"})
@@ -1434,6 +1446,7 @@ def _affine_entropy_series32(g, h, v, p, D, S, T, U, r0, r1, rho, A):
     lw = np.empty(n, np.float32)
     fin = np.empty(n)
     fout = np.empty(n)
+    own = np.empty(n)
     aw = np.empty(n)
     ws = np.empty(n)
     iw = np.empty(n)
@@ -1480,15 +1493,19 @@ def _affine_entropy_series32(g, h, v, p, D, S, T, U, r0, r1, rho, A):
             iw[i] = 1.0 / w if abs(w) > 1e-12 else 0.0  # such a k has no outer range (|w_j| ≤ 1e6)
         _logs32(vs, lw, n)  # log|v|; log|w| = log|v| − log|p|/2
         _series_bounds(aw, rho, i1, i2, i3, n)
-        for k in range(n):
-            fin[k] = gs[k] if k < i1[k] else 0.0
-            fout[k] = gs[k] if k >= i2[k] else 0.0
+        for k in range(n):  # the j = k entry's place: inner (its series in Pin), outer (in Q) or near
+            w2 = ws[k] * ws[k]
+            inner = k < i1[k]
+            outer = k >= i2[k]
+            fin[k] = w2 if inner else (1.0 / w2 if outer else 0.0)
+            fout[k] = gs[k] if inner else (gs[k] * w2 if outer else 0.0)
         s_ = 1.0
         for m in range(M1):
             cs[m] = A[m] * s_  # a_m·sg^m
             s_ *= sg
         _series_tables(ws, iw, gs, cs, Pt, Rt, Pin, Q, n, M1)
-        _series_queries(Pt, Pin, i1, Rt, Q, i2, cs, fin, fout, Y, n, M1)
+        _series_queries(Pt, Pin, i1, Rt, Q, i2, Y, n, M1)
+        _series_own(cs, fin, fout, own, n, M1)
         G0[0] = 0.0
         G1[0] = 0.0
         for i in range(n):
@@ -1565,11 +1582,12 @@ def _affine_entropy_series32(g, h, v, p, D, S, T, U, r0, r1, rho, A):
                 T[r, o] = t_
                 U[r, o] = u_
                 continue
-            if k < ia:
-                s_io -= gs[k] * aq  # (its series term left in _series_queries)
-            elif k >= ib:  # its outer terms, as they went in: (|t| + sign t)(2 log|w_k|), t = sg w_k²
+            if k < ia:  # its inner series term
                 s_io -= gs[k] * aq
-                p_io -= gs[k] * (x * x + sg) * (2.0 * lk)
+                p_io -= own[k]
+            elif k >= ib:  # its outer terms, as they went in: (|t| + sign t)(2 log|w_k|) and the series
+                s_io -= gs[k] * aq
+                p_io -= gs[k] * (x * x + sg) * (2.0 * lk) + own[k]
             S[r, o] = ap * s_all + gp[k] * dq[k]
             T[r, o] = ap * (p_io + lp * s_io) + tp[k] + gp[k] * dphi[k]
             U[r, o] = ap * u_all + np.float32(hs[k]) * dq[k]
