@@ -1235,9 +1235,10 @@ def _affine_entropy_par64(g, u, v, p, D, S, T, nchunks):
 #
 # Work per row: O(n log n + n·M) plus the near pairs (a band around |t| = 1: 8–15% of the
 # pairs on the benchmark's rows) instead of n²/2 logs. Measured on 32 rows (serial, 2026-11-24,
-# S, T and T₁ together against the dense kernel plus affine_sum): n = 384 1.8–2.1 against
-# 2.6–2.8 ms, n = 768 5.3 against 9.1 ms, n = 512 with a few large features (as BERT's hidden
-# states have) 2.0 against 4.4 ms; n = 256 about even, below it the dense kernel wins.
+# S, T and T₁ together against the dense kernel plus affine_sum, min of 25): n = 384 2.2–2.4
+# against 2.8–2.9 ms, n = 768 5.4 against 9.6 ms, n = 512 with a few large features (as BERT's
+# hidden states have) 2.6 against 4.7 ms; n = 256 about even (1.1 against 1.5 ms with large
+# features), below it the dense kernel wins.
 
 SERIES_MIN_N = 256
 """Symmetric float32 rows at least this long take the sorted-series kernel in :func:`affine_entropy_sum`."""
