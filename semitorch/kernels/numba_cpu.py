@@ -1227,14 +1227,14 @@ def _affine_entropy_par64(g, u, v, p, D, S, T, nchunks):
 # S = Σ_j g_j |q| and T₁ = Σ_j h_j |q| need no log: |1 + t| = (1 + t) except where t < −1 (j of
 # the opposite effective sign with |t| > 1, a suffix of each sign class), so both are exact sums
 # in float64 from prefix and suffix sums. The j = k entry goes into the sums with the
-# off-diagonal formula and is taken out again in float64 (its series term by Horner, its outer log
-# terms from the same float32 logs); the diagonal q = p + D − v_k²
-# is added as itself. The polynomial parts are float64, the near part float32 as in the dense
-# kernel. Where S or Σ|h||1 + t| is below 2⁻²⁶ of its terms' Σ (1 + |t|) (rounding t could decide
-# it; or every edge is exactly 0), that output is a loop over j (_series_column32).
+# off-diagonal formula and is taken out again in float64 (its series term by Horner, its outer
+# log terms from the same float32 logs); the diagonal q = p + D − v_k² is added as itself. The
+# polynomial parts are float64, the near part float32 as in the dense kernel. Where S or
+# Σ|h||1 + t| is below 2⁻²⁶ of its terms' Σ (1 + |t|) (rounding t could decide it; or every edge
+# is exactly 0), that output is a loop over j (_series_column32).
 #
-# Work per row: O(n log n + n·M) plus the near pairs (a band around |t| = 1: 8–15% of the
-# pairs on the benchmark's rows) instead of n²/2 logs. Measured on 32 rows (serial, 2026-11-24,
+# Work per row: O(n log n + n·M) plus the near pairs (a band around |t| = 1: about 15% of the
+# pairs j < k on the benchmark's rows) instead of n²/2 logs. Measured on 32 rows (serial, 2026-11-24,
 # S, T and T₁ together against the dense kernel plus affine_sum, min of 25): n = 384 2.2–2.4
 # against 2.8–2.9 ms, n = 768 5.4 against 9.6 ms, n = 512 with a few large features (as BERT's
 # hidden states have) 2.6 against 4.7 ms; n = 256 about even (1.1 against 1.5 ms with large
