@@ -233,7 +233,8 @@ class Entropy(Semiring):
         """The entropy ⊕ over structured rows: S = Σ g|q|, T₁ = Σ g(E − log|c|)|q|, T₂ = Σ g|q| log|q|.
 
         With g = e^{L + log|c| − M}: L_out = M + log S, E_out = (T₁ − T₂) / S, all three sums by
-        :func:`semitorch.kernels.affine_entropy_sum`.
+        :func:`semitorch.kernels.affine_entropy_sum`, the pairs by :func:`semitorch.kernels.pair_log_rows`
+        (as :meth:`vecmat_prepared` forms them).
         """
         xp = _xp(a)
         L, E = a[..., 0], a[..., 1]
@@ -242,8 +243,5 @@ class Entropy(Semiring):
         with _Quiet(xp):
             h = xp.where(g > 0, g * (E - lc), 0).astype(a.dtype, copy=False)
         S, T2, T1 = kernels.affine_entropy_sum(g, h, u, v, p, D)
-        Lo, low = kernels.log_shift_low(S, M, recheck_limit(a.dtype))
-        with _Quiet(xp):
-            Eo = (T1 - T2) / S
-        out = _clean(xp, Lo, Eo)
+        out, low = kernels.pair_log_rows(xp.concatenate([S, T1], axis=-2), T2, M, recheck_limit(a.dtype))
         return dense_recheck(self, out, None, M, a, None, c, D, p, u, v, pairs=True, low=low)[0], None
